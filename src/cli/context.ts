@@ -1,0 +1,75 @@
+import { ConfigError } from '../config/config-error.ts';
+import { redactUrl, resolveDatabaseTarget } from '../config/database-url.ts';
+import { ConnectionError } from '../db/connection-error.ts';
+import type { ConnectionOptions } from '../db/pool.ts';
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../logging/logger.ts';
+import { EXIT } from './exit-codes.ts';
+
+/** Flags every command accepts. */
+export interface GlobalArgs {
+  'database-url'?: string;
+  'log-level': string;
+}
+
+/** What a command handler gets: a logger and the connection settings. */
+export interface CommandContext {
+  logger: Logger;
+  logLevel: LogLevel;
+  connection: ConnectionOptions;
+}
+
+/** Validates the global flags. Throws {@link ConfigError} for a bad level or URL. */
+export function createContext(
+  args: GlobalArgs,
+  applicationName = 'hierarchy-db/cli',
+): CommandContext {
+  const level = args['log-level'] as LogLevel;
+  if (!LOG_LEVELS.includes(level)) {
+    throw new ConfigError(
+      `--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${args['log-level']}'`,
+    );
+  }
+  const target = resolveDatabaseTarget(args['database-url']);
+  return { logger: createLogger(level), logLevel: level, connection: { target, applicationName } };
+}
+
+/** A check or operation failed in a way already explained: exit 1 with this message. */
+export class CommandFailedError extends Error {
+  override readonly name = 'CommandFailedError';
+}
+
+/** Maps an error to the exit code SPEC section 3 assigns it. */
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof ConfigError) return EXIT.USAGE;
+  if (error instanceof ConnectionError) return EXIT.UNREACHABLE;
+  return EXIT.FAILED;
+}
+
+/**
+ * Runs a command body: sets `process.exitCode` from its result or error, printing errors as
+ * one redacted line on stderr (with the stack only at `--log-level debug` or `trace`).
+ */
+export async function runCommand(
+  args: GlobalArgs,
+  body: (ctx: CommandContext) => Promise<number | undefined>,
+): Promise<void> {
+  let debug = args['log-level'] === 'debug' || args['log-level'] === 'trace';
+  try {
+    const ctx = createContext(args);
+    debug = ctx.logLevel === 'debug' || ctx.logLevel === 'trace';
+    const code = await body(ctx);
+    process.exitCode = typeof code === 'number' ? code : EXIT.OK;
+  } catch (error) {
+    process.exitCode = exitCodeFor(error);
+    printError(error, debug);
+  }
+}
+
+/** Prints `hierarchy-db: <message>` on stderr; the stack only when debugging. */
+export function printError(error: unknown, debug: boolean): void {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`hierarchy-db: ${redactUrl(message.split('\n')[0] ?? message)}\n`);
+  if (debug && error instanceof Error && error.stack) {
+    process.stderr.write(`${redactUrl(error.stack)}\n`);
+  }
+}

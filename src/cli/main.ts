@@ -1,0 +1,41 @@
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { commands } from './commands/index.ts';
+import { EXIT } from './exit-codes.ts';
+
+// The CLI entry: global flags, one file per command, and the exit codes of SPEC section 3.
+// Every flag also reads HIERARCHY_DB_<FLAG> from the environment (yargs .env()).
+const cli = yargs(hideBin(process.argv))
+  .scriptName('hierarchy-db')
+  .usage('$0 [--database-url URL] [--log-level LEVEL] <command>')
+  .env('HIERARCHY_DB')
+  .option('database-url', {
+    type: 'string',
+    describe: 'postgres://user:password@host:port/db (else DATABASE_URL, else libpq PG* variables)',
+  })
+  .option('log-level', {
+    type: 'string',
+    default: 'info',
+    describe: 'fatal, error, warn, info, debug, trace or silent (logs go to stderr)',
+  })
+  .strict()
+  .demandCommand(1, 'name a command')
+  .recommendCommands()
+  .help()
+  .alias('help', 'h')
+  .version()
+  .wrap(Math.min(110, process.stdout.columns || 100))
+  .epilog(
+    'Exit codes: 0 success, 1 operation or check failed, 2 bad usage or configuration, 3 database unreachable.',
+  )
+  .fail((message, error, y) => {
+    // Parse errors only: command handlers catch their own errors (see runCommand).
+    if (error) throw error;
+    process.stderr.write(`hierarchy-db: ${message}\nRun 'hierarchy-db --help' for usage.\n`);
+    void y;
+    process.exit(EXIT.USAGE);
+  });
+
+for (const command of commands) cli.command(command);
+
+await cli.parseAsync();

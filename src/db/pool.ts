@@ -1,0 +1,66 @@
+import pg from 'pg';
+import type { ResolvedDatabaseTarget } from '../config/database-url.ts';
+
+// bigint (int8) as JS number: counts and ids in this project stay far below 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10));
+// numeric (used for durations and scores) as number.
+pg.types.setTypeParser(pg.types.builtins.NUMERIC, (value) => Number.parseFloat(value));
+
+/** Connection options shared by every pool and client the project opens. */
+export interface ConnectionOptions {
+  target: ResolvedDatabaseTarget;
+  /** `application_name`, recorded in the audit table. Default `hierarchy-db`. */
+  applicationName?: string;
+  /** How long to wait for a connection to open. Default 5000 ms. */
+  connectTimeoutMs?: number;
+  /** Session `statement_timeout`; 0 disables it. Default 0 (callers set their own per statement). */
+  statementTimeoutMs?: number;
+  /** Session `lock_timeout`; 0 disables it. Default 0. */
+  lockTimeoutMs?: number;
+  /** Pool size. Default 4. */
+  max?: number;
+}
+
+/** Default connect timeout: an unreachable database is reported within this bound. */
+export const CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * `pg` client settings: TCP keepalives (first probe after 30 s idle on our side; the server is
+ * asked to probe with idle 30 s, interval 10 s, count 5, which Node cannot set per socket),
+ * connect timeout, session timeouts, and an `application_name` for the audit.
+ */
+export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
+  const serverSettings = [
+    '-c tcp_keepalives_idle=30',
+    '-c tcp_keepalives_interval=10',
+    '-c tcp_keepalives_count=5',
+  ];
+  return {
+    ...(options.target.url !== undefined ? { connectionString: options.target.url } : {}),
+    application_name: options.applicationName ?? 'hierarchy-db',
+    connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 30_000,
+    options: serverSettings.join(' '),
+    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+    ...(options.lockTimeoutMs ? { lock_timeout: options.lockTimeoutMs } : {}),
+  };
+}
+
+/** A pool with the project's connection settings. Idle clients are closed after 10 s. */
+export function createPool(options: ConnectionOptions): pg.Pool {
+  const pool = new pg.Pool({
+    ...clientConfig(options),
+    max: options.max ?? 4,
+    idleTimeoutMillis: 10_000,
+  });
+  // An idle client losing its connection (database restart) must not crash the process.
+  pool.on('error', () => {});
+  return pool;
+}
+
+/** A single client with the project's connection settings, not yet connected. */
+export function createClient(options: ConnectionOptions): pg.Client {
+  const client = new pg.Client(clientConfig(options));
+  return client;
+}

@@ -1,0 +1,78 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from '../config/config-error.ts';
+
+/** The directory the project's migrations ship in. */
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+
+const MIGRATION_EXTENSIONS = new Set(['.ts', '.js', '.sql']);
+
+/** A migration file on disk. `name` is the file name without extension, as node-pg-migrate records it. */
+export interface MigrationFile {
+  name: string;
+  path: string;
+  checksum: string;
+}
+
+/**
+ * Lists migration files in the order they apply, with a SHA-256 of each file's content.
+ * Line endings are normalised so a checkout with CRLF does not look tampered with.
+ */
+export async function listMigrationFiles(dir = MIGRATIONS_DIR): Promise<MigrationFile[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const files = entries
+    .filter(
+      (e) => e.isFile() && !e.name.startsWith('.') && MIGRATION_EXTENSIONS.has(extname(e.name)),
+    )
+    .map((e) => e.name)
+    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  return Promise.all(
+    files.map(async (file) => {
+      const path = join(dir, file);
+      return { name: basename(file, extname(file)), path, checksum: await checksumFile(path) };
+    }),
+  );
+}
+
+/** SHA-256 (hex) of a file with CRLF normalised to LF. */
+export async function checksumFile(path: string): Promise<string> {
+  const content = (await readFile(path, 'utf8')).replace(/\r\n/g, '\n');
+  return createHash('sha256').update(content).digest('hex');
+}
+
+const TEMPLATE = `// {{NAME}}: describe what this migration changes and why.
+// Released migrations are never edited: \`migrate up\` refuses to run when an applied file changed.
+import type { MigrationBuilder } from 'node-pg-migrate';
+
+export async function up(pgm: MigrationBuilder): Promise<void> {
+  // To use CREATE INDEX CONCURRENTLY, call pgm.noTransaction() first.
+  pgm.sql(\`
+  \`);
+}
+
+export async function down(pgm: MigrationBuilder): Promise<void> {
+  pgm.sql(\`
+  \`);
+}
+`;
+
+/**
+ * Creates `NNNN_name.ts` from the template, numbered after the last migration.
+ * @returns the path of the new file
+ */
+export async function createMigrationFile(name: string, dir = MIGRATIONS_DIR): Promise<string> {
+  if (!/^[a-z0-9][a-z0-9_-]*$/i.test(name)) {
+    throw new ConfigError(
+      `migration name '${name}' must be letters, digits, '-' or '_' (for example add_entity_kind)`,
+    );
+  }
+  const existing = await listMigrationFiles(dir);
+  const last = existing.at(-1);
+  const lastNumber = last ? Number.parseInt(last.name, 10) || 0 : 0;
+  const fileName = `${String(lastNumber + 1).padStart(4, '0')}_${name.toLowerCase()}.ts`;
+  const path = join(dir, fileName);
+  await writeFile(path, TEMPLATE.replace('{{NAME}}', fileName), { flag: 'wx' });
+  return path;
+}

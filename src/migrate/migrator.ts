@@ -1,0 +1,285 @@
+import { pathToFileURL } from 'node:url';
+import { MigrationBuilder, runner } from 'node-pg-migrate';
+import type pg from 'pg';
+import { connectOrThrow } from '../db/connect.ts';
+import { type ConnectionOptions, clientConfig, createClient } from '../db/pool.ts';
+import type { Logger } from '../logging/logger.ts';
+import { acquireSchemaLock } from './advisory-lock.ts';
+import { listMigrationFiles, MIGRATIONS_DIR, type MigrationFile } from './migration-files.ts';
+
+/** node-pg-migrate's bookkeeping table. */
+export const MIGRATIONS_TABLE = 'hierarchy_db_migrations';
+/** Our table of file checksums, one row per applied migration. */
+export const CHECKSUMS_TABLE = 'hierarchy_db_migration_checksums';
+
+/** One applied migration. */
+export interface AppliedMigration {
+  name: string;
+  run_on: string;
+}
+
+/** What `migrate status` reports. */
+export interface MigrationStatus {
+  applied: AppliedMigration[];
+  pending: string[];
+  /** Applied migrations whose file changed since they were applied. */
+  modified: string[];
+  /** Applied migrations whose file no longer exists. */
+  missing: string[];
+}
+
+/** An applied migration's file changed: the schema may no longer match the code. */
+export class MigrationModifiedError extends Error {
+  override readonly name = 'MigrationModifiedError';
+  constructor(readonly files: string[]) {
+    super(
+      `applied migration${files.length > 1 ? 's' : ''} changed since applied: ${files.join(', ')}; ` +
+        'restore the released file(s) and put the change in a new migration (`hierarchy-db migrate create NAME`)',
+    );
+  }
+}
+
+/** A migration failed to apply or revert. */
+export class MigrationFailedError extends Error {
+  override readonly name = 'MigrationFailedError';
+}
+
+/** Options for {@link Migrator}. */
+export interface MigratorOptions {
+  connection: ConnectionOptions;
+  logger: Logger;
+  /** Directory of migration files. Default: the project's `migrations/`. */
+  dir?: string;
+  /** How long to wait for the schema lock. Default 300 000 ms. */
+  lockWaitMs?: number;
+}
+
+/** The result of `up` or `down`. */
+export interface MigrationRun {
+  /** Names applied (up) or reverted (down), in order. */
+  ran: string[];
+  /** For a dry run: the SQL each pending migration would execute. */
+  plan?: { name: string; sql: string }[];
+}
+
+/**
+ * Applies and reverts the versioned migrations through node-pg-migrate's runner, adding what it
+ * lacks: a lock that is safe next to `CREATE INDEX CONCURRENTLY`, tamper detection by checksum,
+ * and a dry run that writes nothing.
+ */
+export class Migrator {
+  readonly #options: MigratorOptions;
+  readonly #dir: string;
+
+  constructor(options: MigratorOptions) {
+    this.#options = options;
+    this.#dir = options.dir ?? MIGRATIONS_DIR;
+  }
+
+  /** Applied, pending, modified and missing migrations. Read-only. */
+  async status(): Promise<MigrationStatus> {
+    return this.#withClient((client) => this.#status(client));
+  }
+
+  /**
+   * Applies every pending migration. Refuses when an applied migration was modified.
+   * With `dryRun`, prints nothing to the database: it reads the state in a read-only
+   * transaction and returns the SQL that would run.
+   */
+  async up(options: { dryRun?: boolean } = {}): Promise<MigrationRun> {
+    if (options.dryRun) return this.#withClient((client) => this.#plan(client));
+    return this.#withSchemaLock(async (client) => {
+      const before = await this.#status(client);
+      if (before.modified.length > 0) throw new MigrationModifiedError(before.modified);
+      if (before.missing.length > 0) {
+        throw new MigrationFailedError(
+          `applied migration file(s) missing from ${this.#dir}: ${before.missing.join(', ')}; deploy the release that contains them`,
+        );
+      }
+      if (before.pending.length === 0) {
+        this.#options.logger.info({ event: 'migrate.up', applied: 0 }, 'schema is up to date');
+        await this.#recordChecksums(client);
+        return { ran: [] };
+      }
+      const ran = await this.#run('up', Number.POSITIVE_INFINITY);
+      await this.#recordChecksums(client);
+      return { ran };
+    });
+  }
+
+  /** Reverts the last `count` migrations (default 1), or all of them with `Infinity`. */
+  async down(count = 1): Promise<MigrationRun> {
+    return this.#withSchemaLock(async (client) => {
+      const before = await this.#status(client);
+      if (before.applied.length === 0) return { ran: [] };
+      const ran = await this.#run('down', count);
+      // Forget checksums of migrations no longer applied.
+      await client.query(`DELETE FROM ${CHECKSUMS_TABLE} WHERE NOT (name = ANY ($1::text[]))`, [
+        (await this.#applied(client)).map((m) => m.name),
+      ]);
+      return { ran };
+    });
+  }
+
+  async #run(direction: 'up' | 'down', count: number): Promise<string[]> {
+    const { logger } = this.#options;
+    const log = (level: 'info' | 'warn' | 'error') => (msg: string) => {
+      const text = msg.trim();
+      if (text) logger[level]({ event: 'migrate.runner' }, text);
+    };
+    try {
+      const result = await runner({
+        databaseUrl: clientConfig({
+          ...this.#options.connection,
+          applicationName: 'hierarchy-db/migrate',
+        }),
+        dir: this.#dir,
+        migrationsTable: MIGRATIONS_TABLE,
+        direction,
+        count,
+        checkOrder: true,
+        // Our own lock is held on a separate, idle connection (see acquireSchemaLock).
+        noLock: true,
+        // Each migration commits on its own: a failure leaves the earlier ones applied and
+        // recorded, and a migration may call pgm.noTransaction() for CREATE INDEX CONCURRENTLY.
+        singleTransaction: false,
+        logger: { debug: () => {}, info: log('info'), warn: log('warn'), error: log('error') },
+      });
+      for (const migration of result) {
+        logger.info(
+          { event: `migrate.${direction}`, migration: migration.name },
+          `${direction === 'up' ? 'applied' : 'reverted'} ${migration.name}`,
+        );
+      }
+      return result.map((m) => m.name);
+    } catch (error) {
+      const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+      throw new MigrationFailedError(`migration ${direction} failed: ${message}`, { cause: error });
+    }
+  }
+
+  async #plan(client: pg.Client): Promise<MigrationRun> {
+    const status = await this.#status(client);
+    if (status.modified.length > 0) throw new MigrationModifiedError(status.modified);
+    const files = await listMigrationFiles(this.#dir);
+    const plan: { name: string; sql: string }[] = [];
+    for (const name of status.pending) {
+      const file = files.find((f) => f.name === name)!;
+      const module = (await import(pathToFileURL(file.path).href)) as {
+        up?: (pgm: MigrationBuilder) => unknown;
+      };
+      // A builder whose database is never queried: our migrations only emit SQL.
+      const noDatabase = {
+        query: async () => {
+          throw new Error('dry run: no queries');
+        },
+        select: async () => [],
+      };
+      const pgm = new MigrationBuilder(
+        noDatabase as never,
+        {},
+        false,
+        this.#options.logger as never,
+      );
+      await module.up?.(pgm);
+      plan.push({ name, sql: pgm.getSqlSteps().join('\n') });
+    }
+    return { ran: [], plan };
+  }
+
+  async #status(client: pg.Client): Promise<MigrationStatus> {
+    const files = await listMigrationFiles(this.#dir);
+    const applied = await this.#applied(client);
+    const checksums = await this.#checksums(client);
+    const appliedNames = new Set(applied.map((m) => m.name));
+    const byName = new Map(files.map((f) => [f.name, f]));
+    return {
+      applied,
+      pending: files.filter((f) => !appliedNames.has(f.name)).map((f) => f.name),
+      modified: applied
+        .filter((m) => {
+          const file = byName.get(m.name);
+          const recorded = checksums.get(m.name);
+          return file !== undefined && recorded !== undefined && recorded !== file.checksum;
+        })
+        .map((m) => `${m.name}${extensionOf(byName.get(m.name))}`),
+      missing: applied.filter((m) => !byName.has(m.name)).map((m) => m.name),
+    };
+  }
+
+  async #applied(client: pg.Client): Promise<AppliedMigration[]> {
+    if (!(await tableExists(client, MIGRATIONS_TABLE))) return [];
+    const { rows } = await client.query<{ name: string; run_on: Date }>(
+      `SELECT name, run_on FROM ${MIGRATIONS_TABLE} ORDER BY run_on, id`,
+    );
+    return rows.map((r) => ({ name: r.name, run_on: new Date(r.run_on).toISOString() }));
+  }
+
+  async #checksums(client: pg.Client): Promise<Map<string, string>> {
+    if (!(await tableExists(client, CHECKSUMS_TABLE))) return new Map();
+    const { rows } = await client.query<{ name: string; checksum: string }>(
+      `SELECT name, checksum FROM ${CHECKSUMS_TABLE}`,
+    );
+    return new Map(rows.map((r) => [r.name, r.checksum]));
+  }
+
+  /** Records the checksum of every applied migration that has none yet. */
+  async #recordChecksums(client: pg.Client): Promise<void> {
+    await client.query(`CREATE TABLE IF NOT EXISTS ${CHECKSUMS_TABLE} (
+      name text PRIMARY KEY,
+      checksum text NOT NULL,
+      recorded_at timestamptz NOT NULL DEFAULT now()
+    )`);
+    const applied = new Set((await this.#applied(client)).map((m) => m.name));
+    const files = (await listMigrationFiles(this.#dir)).filter((f) => applied.has(f.name));
+    if (files.length === 0) return;
+    await client.query(
+      `INSERT INTO ${CHECKSUMS_TABLE} (name, checksum)
+       SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (name) DO NOTHING`,
+      [files.map((f) => f.name), files.map((f) => f.checksum)],
+    );
+  }
+
+  async #withClient<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    const client = createClient({
+      ...this.#options.connection,
+      applicationName: 'hierarchy-db/migrate',
+    });
+    await connectOrThrow(client, this.#options.connection.target);
+    try {
+      return await fn(client);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+
+  async #withSchemaLock<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    return this.#withClient(async (client) => {
+      const release = await acquireSchemaLock(client, {
+        waitMs: this.#options.lockWaitMs,
+        onWait: (pid) =>
+          this.#options.logger.info(
+            { event: 'migrate.lock_wait', holder_pid: pid },
+            'another migration holds the schema lock; waiting for it',
+          ),
+      });
+      try {
+        return await fn(client);
+      } finally {
+        await release().catch(() => {});
+      }
+    });
+  }
+}
+
+function extensionOf(file: MigrationFile | undefined): string {
+  return file ? file.path.slice(file.path.lastIndexOf('.')) : '';
+}
+
+async function tableExists(client: pg.Client, table: string): Promise<boolean> {
+  const { rows } = await client.query<{ exists: boolean }>(
+    'SELECT to_regclass($1) IS NOT NULL AS exists',
+    [table],
+  );
+  return rows[0]?.exists ?? false;
+}
