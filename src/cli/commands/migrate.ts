@@ -9,6 +9,7 @@ import { formatTable, printJson, printLine } from '../print.ts';
 
 interface MigrateArgs extends GlobalArgs {
   'lock-wait': string;
+  'migrations-dir'?: string;
 }
 
 function migrator(ctx: CommandContext, args: MigrateArgs): Migrator {
@@ -16,6 +17,7 @@ function migrator(ctx: CommandContext, args: MigrateArgs): Migrator {
     connection: ctx.connection,
     logger: ctx.logger,
     lockWaitMs: parseDuration(args['lock-wait'], 'lock-wait'),
+    ...(args['migrations-dir'] ? { dir: args['migrations-dir'] } : {}),
   });
 }
 
@@ -118,7 +120,7 @@ const create: CommandModule<MigrateArgs, MigrateArgs & { name: string }> = {
     }),
   handler: (args) =>
     runCommand(args, async () => {
-      const path = await createMigrationFile(args.name);
+      const path = await createMigrationFile(args.name, args['migrations-dir']);
       printLine(path);
       return EXIT.OK;
     }),
@@ -134,6 +136,10 @@ export const migrateCommand: CommandModule<GlobalArgs, MigrateArgs> = {
         type: 'string',
         default: '5m',
         describe: 'how long to wait for another migration or repair to finish',
+      })
+      .option('migrations-dir', {
+        type: 'string',
+        describe: 'directory of migration files (default: the migrations shipped with hierarchy-db)',
       })
       .command(
         up as CommandModule<

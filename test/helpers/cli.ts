@@ -1,0 +1,48 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** The CLI entry, run as a subprocess exactly as `npx hierarchy-db` runs it. */
+export const CLI_PATH = fileURLToPath(new URL('../../bin/hierarchy-db.js', import.meta.url));
+
+/** The outcome of one CLI run. */
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+/** Options for {@link runCli}. */
+export interface RunCliOptions {
+  /** Environment added to a clean copy of this process's (DATABASE_URL and PG* removed). */
+  env?: Record<string, string | undefined>;
+  /** Kill the process after this long. Default 60 000 ms. */
+  timeoutMs?: number;
+}
+
+/** Runs `hierarchy-db ...args` and collects its output. */
+export function runCli(args: string[], options: RunCliOptions = {}): Promise<CliResult> {
+  const env: Record<string, string | undefined> = { ...process.env };
+  for (const key of Object.keys(env)) {
+    if (key === 'DATABASE_URL' || key.startsWith('PG') || key.startsWith('HIERARCHY_DB_')) delete env[key];
+  }
+  Object.assign(env, options.env);
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI_PATH, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, durationMs: Date.now() - started });
+    });
+  });
+}

@@ -1,0 +1,51 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { withDatabase } from './database-provider.ts';
+
+export { withDatabase };
+
+/** A database of its own for one test file, dropped by {@link TestDatabase.drop}. */
+export interface TestDatabase {
+  name: string;
+  url: string;
+  /** A client connected to this database (closed by `drop`). */
+  client: pg.Client;
+  drop(): Promise<void>;
+}
+
+/**
+ * Creates a database for a test: a clone of the migrated template (default), or empty
+ * (`{ migrated: false }`) for tests of the migrations themselves.
+ */
+export async function createTestDatabase(options: { migrated?: boolean } = {}): Promise<TestDatabase> {
+  const adminUrl = inject('adminUrl');
+  const name = `${inject('runPrefix')}_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client(adminUrl);
+  await admin.connect();
+  try {
+    const template = options.migrated === false ? 'template0' : inject('templateDatabase');
+    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${template}`);
+  } finally {
+    await admin.end();
+  }
+  const url = withDatabase(adminUrl, name);
+  const client = new pg.Client(url);
+  client.on('error', () => {});
+  await client.connect();
+  return {
+    name,
+    url,
+    client,
+    drop: async () => {
+      await client.end().catch(() => {});
+      const cleanup = new pg.Client(adminUrl);
+      await cleanup.connect();
+      try {
+        await cleanup.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await cleanup.end();
+      }
+    },
+  };
+}

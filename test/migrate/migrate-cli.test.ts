@@ -1,0 +1,127 @@
+import { cp, mkdtemp, rm, appendFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MIGRATIONS_DIR } from '../../src/migrate/migration-files.ts';
+import { runCli } from '../helpers/cli.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
+
+const DERIVED = ['entities', 'mv_entity_ancestors', 'mv_descendant_counts'];
+
+async function presentObjects(db: TestDatabase): Promise<string[]> {
+  const { rows } = await db.client.query<{ name: string }>(
+    `SELECT n AS name FROM unnest($1::text[]) AS n WHERE to_regclass(n) IS NOT NULL ORDER BY n`,
+    [DERIVED],
+  );
+  return rows.map((r) => r.name);
+}
+
+describe('migrate (CLI)', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0)) await cleanup();
+  });
+  async function emptyDatabase(): Promise<TestDatabase> {
+    const db = await createTestDatabase({ migrated: false });
+    cleanups.push(() => db.drop());
+    return db;
+  }
+
+  it('applies on an empty database, reverts everything, and applies again', async () => {
+    const db = await emptyDatabase();
+    const up1 = await runCli(['migrate', 'up', '--database-url', db.url]);
+    expect(up1.code, up1.stderr).toBe(0);
+    expect(await presentObjects(db)).toEqual([...DERIVED].sort());
+    // CONCURRENTLY works right after migrate up: the views are populated and uniquely indexed.
+    await db.client.query('REFRESH MATERIALIZED VIEW CONCURRENTLY mv_entity_ancestors');
+    await db.client.query('REFRESH MATERIALIZED VIEW CONCURRENTLY mv_descendant_counts');
+
+    const down = await runCli(['migrate', 'down', '--all', '--database-url', db.url]);
+    expect(down.code, down.stderr).toBe(0);
+    expect(await presentObjects(db)).toEqual([]);
+    const status = await runCli(['migrate', 'status', '--json', '--database-url', db.url]);
+    expect(JSON.parse(status.stdout).applied).toEqual([]);
+
+    const up2 = await runCli(['migrate', 'up', '--database-url', db.url]);
+    expect(up2.code, up2.stderr).toBe(0);
+    expect(await presentObjects(db)).toEqual([...DERIVED].sort());
+  });
+
+  it('is safe when three deploys run it at the same moment', async () => {
+    const db = await emptyDatabase();
+    const results = await Promise.all(
+      [1, 2, 3].map(() => runCli(['migrate', 'up', '--database-url', db.url])),
+    );
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+    const { rows } = await db.client.query(
+      'SELECT name, count(*)::int AS n FROM hierarchy_db_migrations GROUP BY name ORDER BY name',
+    );
+    const files = (await runCli(['migrate', 'status', '--json', '--database-url', db.url])).stdout;
+    const status = JSON.parse(files);
+    expect(status.pending).toEqual([]);
+    expect(rows.length).toBe(status.applied.length);
+    expect(rows.every((r) => r.n === 1)).toBe(true);
+    const invalid = await db.client.query('SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid');
+    expect(invalid.rows).toEqual([]);
+  });
+
+  it('reports status as JSON in the SPEC shape', async () => {
+    const db = await emptyDatabase();
+    const before = await runCli(['migrate', 'status', '--json', '--database-url', db.url]);
+    expect(before.code).toBe(0);
+    const pending = JSON.parse(before.stdout);
+    expect(pending.applied).toEqual([]);
+    expect(pending.pending.length).toBeGreaterThanOrEqual(2);
+    expect(pending.modified).toEqual([]);
+    await runCli(['migrate', 'up', '--database-url', db.url]);
+    const after = JSON.parse((await runCli(['migrate', 'status', '--json', '--database-url', db.url])).stdout);
+    expect(after.pending).toEqual([]);
+    expect(after.applied.map((m: { name: string }) => m.name)).toEqual(pending.pending);
+    for (const m of after.applied) expect(Number.isNaN(Date.parse(m.run_on))).toBe(false);
+  });
+
+  it('--dry-run prints the SQL and writes nothing', async () => {
+    const db = await emptyDatabase();
+    const catalog = async () =>
+      (await db.client.query(`SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace`)).rows[0].n;
+    const before = await catalog();
+    const dry = await runCli(['migrate', 'up', '--dry-run', '--database-url', db.url]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain('CREATE TABLE entities');
+    expect(dry.stdout).toContain('CREATE MATERIALIZED VIEW mv_entity_ancestors');
+    expect(await catalog()).toBe(before);
+    const ext = await db.client.query(`SELECT count(*)::int AS n FROM pg_extension WHERE extname IN ('ltree', 'btree_gist')`);
+    expect(ext.rows[0].n).toBe(0);
+  });
+
+  it('refuses to run when an applied migration file was modified, naming it', async () => {
+    const db = await emptyDatabase();
+    const dir = await mkdtemp(join(tmpdir(), 'hdb-migrations-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await cp(MIGRATIONS_DIR, dir, { recursive: true });
+    const up = await runCli(['migrate', 'up', '--migrations-dir', dir, '--database-url', db.url]);
+    expect(up.code, up.stderr).toBe(0);
+
+    await appendFile(join(dir, '0001_entities.ts'), '\n// edited after release\n');
+    const status = await runCli(['migrate', 'status', '--json', '--migrations-dir', dir, '--database-url', db.url]);
+    expect(status.code).toBe(1);
+    expect(JSON.parse(status.stdout).modified).toEqual(['0001_entities.ts']);
+    expect(status.stderr).toContain('0001_entities.ts');
+
+    const refused = await runCli(['migrate', 'up', '--migrations-dir', dir, '--database-url', db.url]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('0001_entities.ts');
+    expect(refused.stderr.trim().split('\n').filter((l) => l.startsWith('hierarchy-db:'))).toHaveLength(1);
+  });
+
+  it('migrate create writes a numbered file from the template', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hdb-migrations-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await cp(MIGRATIONS_DIR, dir, { recursive: true });
+    const created = await runCli(['migrate', 'create', 'add_kind', '--migrations-dir', dir]);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stdout.trim()).toMatch(/\/\d{4}_add_kind\.ts$/);
+    const bad = await runCli(['migrate', 'create', 'bad name!', '--migrations-dir', dir]);
+    expect(bad.code).toBe(2);
+  });
+});
