@@ -34,7 +34,9 @@ const PASSWORD = 'postgres';
  * Initialises and starts a throwaway PostgreSQL in a temporary directory. Works as root:
  * the package then runs the server as a `postgres` system user (`createPostgresUser`).
  */
-export async function startEmbeddedServer(options: EmbeddedServerOptions = {}): Promise<EmbeddedServer> {
+export async function startEmbeddedServer(
+  options: EmbeddedServerOptions = {},
+): Promise<EmbeddedServer> {
   const port = options.port ?? (await freePort());
   const dataDir = await mkdtemp(join(tmpdir(), 'hierarchy-db-pg-'));
   // mkdtemp makes it 0700; the server runs as another user when we are root.

@@ -1,6 +1,14 @@
 import type { CommandModule } from 'yargs';
 import type { GlobalArgs } from '../context.ts';
+import { historyCommand } from './history.ts';
 import { migrateCommand } from './migrate.ts';
+import { refreshCommand } from './refresh.ts';
+import { statusCommand } from './status.ts';
 
 /** Every command, in the order `--help` lists them. */
-export const commands: CommandModule<GlobalArgs, never>[] = [migrateCommand as never];
+export const commands: CommandModule<GlobalArgs, never>[] = [
+  migrateCommand as never,
+  refreshCommand as never,
+  statusCommand as never,
+  historyCommand as never,
+];

@@ -139,7 +139,8 @@ export const migrateCommand: CommandModule<GlobalArgs, MigrateArgs> = {
       })
       .option('migrations-dir', {
         type: 'string',
-        describe: 'directory of migration files (default: the migrations shipped with hierarchy-db)',
+        describe:
+          'directory of migration files (default: the migrations shipped with hierarchy-db)',
       })
       .command(
         up as CommandModule<

@@ -1,0 +1,88 @@
+import type { CommandModule } from 'yargs';
+import { parseDuration } from '../../config/duration.ts';
+import {
+  DEFAULT_LOCK_TIMEOUT_MS,
+  DEFAULT_STATEMENT_TIMEOUT_MS,
+  RefreshEngine,
+} from '../../refresh/refresh-engine.ts';
+import { HIERARCHY_VIEWS, parseViewNames } from '../../refresh/views.ts';
+import { type GlobalArgs, runCommand } from '../context.ts';
+import { withDatabase } from '../database.ts';
+import { EXIT } from '../exit-codes.ts';
+import { formatTable, printJson, printLine } from '../print.ts';
+
+interface RefreshArgs extends GlobalArgs {
+  force: boolean;
+  view?: string[];
+  json: boolean;
+  'statement-timeout': string;
+  'lock-timeout': string;
+}
+
+/** `hierarchy-db refresh`: refresh now, through refresh_hierarchy_views() (trigger `manual`). */
+export const refreshCommand: CommandModule<GlobalArgs, RefreshArgs> = {
+  command: 'refresh',
+  describe: 'refresh the views now (trigger manual); exit 1 if a view failed',
+  builder: (y) =>
+    y
+      .option('force', {
+        type: 'boolean',
+        default: false,
+        describe: 'refresh views that have no pending change too',
+      })
+      .option('view', {
+        type: 'string',
+        array: true,
+        describe: `only this view (repeatable): ${HIERARCHY_VIEWS.join(', ')}`,
+      })
+      .option('json', { type: 'boolean', default: false, describe: 'one JSON document on stdout' })
+      .option('statement-timeout', {
+        type: 'string',
+        default: `${DEFAULT_STATEMENT_TIMEOUT_MS / 60_000}m`,
+        describe: 'bound on the whole refresh call (0 = none)',
+      })
+      .option('lock-timeout', {
+        type: 'string',
+        default: `${DEFAULT_LOCK_TIMEOUT_MS / 1000}s`,
+        describe: 'bound on each lock wait (0 = none)',
+      }) as never,
+  handler: (args) =>
+    runCommand(args, async (ctx) => {
+      const views = parseViewNames(args.view);
+      const statementTimeoutMs = parseDuration(args['statement-timeout'], 'statement-timeout');
+      const lockTimeoutMs = parseDuration(args['lock-timeout'], 'lock-timeout');
+      const results = await withDatabase(ctx, (handle) =>
+        new RefreshEngine({
+          pool: handle.pool,
+          logger: ctx.logger,
+          target: ctx.connection.target.display,
+        }).refresh({
+          trigger: 'manual',
+          force: args.force,
+          ...(views ? { views } : {}),
+          statementTimeoutMs,
+          lockTimeoutMs,
+        }),
+      );
+      if (args.json) {
+        printJson({ results });
+      } else {
+        printLine(
+          formatTable(
+            ['view', 'status', 'duration_ms', 'rows', 'staleness_ms', 'detail'],
+            results.map((r) => [
+              r.view,
+              r.status,
+              r.duration_ms.toFixed(1),
+              r.rows,
+              r.staleness_ms,
+              r.error_code ? `${r.error_code} ${r.error_message}` : r.error_message,
+            ]),
+          ),
+        );
+      }
+      return results.some((r) => r.status === 'failed' || r.status === 'cancelled')
+        ? EXIT.FAILED
+        : EXIT.OK;
+    }),
+};

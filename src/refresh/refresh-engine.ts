@@ -1,0 +1,145 @@
+import type pg from 'pg';
+import { isConnectionFailure, toConnectionError } from '../db/connection-error.ts';
+import { SQLSTATE, sqlState } from '../db/sqlstate.ts';
+import type { Logger } from '../logging/logger.ts';
+import type { RefreshStatus, RefreshTrigger, ViewName } from './views.ts';
+
+/** One row of `refresh_hierarchy_views()`, as SPEC 3 prints it. */
+export interface RefreshResult {
+  view: ViewName;
+  status: RefreshStatus;
+  duration_ms: number;
+  rows: number | null;
+  staleness_ms: number;
+  error_code: string | null;
+  error_message: string | null;
+}
+
+/** Options of one refresh call. */
+export interface RefreshOptions {
+  trigger: Exclude<RefreshTrigger, 'sql'>;
+  /** Refresh views that have no pending change too. Default false. */
+  force?: boolean;
+  /** Only these views. Default: both. */
+  views?: readonly ViewName[];
+  /** `statement_timeout` of the call; 0 = none. Default {@link DEFAULT_STATEMENT_TIMEOUT_MS}. */
+  statementTimeoutMs?: number;
+  /** `lock_timeout` of each lock wait; 0 = none. Default {@link DEFAULT_LOCK_TIMEOUT_MS}. */
+  lockTimeoutMs?: number;
+}
+
+/** Default bound of one refresh call: 10 minutes. */
+export const DEFAULT_STATEMENT_TIMEOUT_MS = 600_000;
+/** Default bound of one lock wait during a refresh: 30 seconds. */
+export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
+
+/** The refresh function is missing: the schema is not migrated (or was damaged). */
+export class RefreshUnavailableError extends Error {
+  override readonly name = 'RefreshUnavailableError';
+}
+
+/** Options for {@link RefreshEngine}. */
+export interface RefreshEngineOptions {
+  pool: pg.Pool;
+  logger: Logger;
+  /** `host:port` for connection error messages. */
+  target?: string;
+}
+
+/**
+ * Calls `refresh_hierarchy_views()` — the one refresh path shared by the CLI, the daemon and
+ * psql users — with timeouts, and logs one line per view. The SQL function does the work:
+ * single-flight, skip-clean, per-view failure isolation and the audit.
+ */
+export class RefreshEngine {
+  readonly #pool: pg.Pool;
+  readonly #logger: Logger;
+  readonly #target: string;
+  #runningPid: number | undefined;
+
+  constructor(options: RefreshEngineOptions) {
+    this.#pool = options.pool;
+    this.#logger = options.logger;
+    this.#target = options.target ?? 'database';
+  }
+
+  /** Backend pid of the refresh in progress, if any (for `pg_cancel_backend`). */
+  get runningPid(): number | undefined {
+    return this.#runningPid;
+  }
+
+  /** Runs one refresh call; resolves with one result per view. */
+  async refresh(options: RefreshOptions): Promise<RefreshResult[]> {
+    const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+    const lockTimeoutMs = options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      if (isConnectionFailure(error)) throw toConnectionError(error, this.#target);
+      throw error;
+    }
+    let broken = false;
+    try {
+      const pid = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      this.#runningPid = pid.rows[0]?.pid;
+      await client.query('BEGIN');
+      // SET LOCAL: the timeouts end with this transaction and never leak into the pool.
+      await client.query(
+        `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)`,
+        [
+          `${Math.max(0, Math.round(statementTimeoutMs))}ms`,
+          `${Math.max(0, Math.round(lockTimeoutMs))}ms`,
+        ],
+      );
+      const { rows } = await client.query<{
+        view_name: ViewName;
+        status: RefreshStatus;
+        duration_ms: number;
+        rows: number | null;
+        staleness_ms: number;
+        error_code: string | null;
+        error_message: string | null;
+      }>('SELECT * FROM refresh_hierarchy_views($1, $2, $3)', [
+        options.force ?? false,
+        options.views ?? null,
+        options.trigger,
+      ]);
+      await client.query('COMMIT');
+      const results = rows.map((r) => ({
+        view: r.view_name,
+        status: r.status,
+        duration_ms: Number(r.duration_ms),
+        rows: r.rows === null ? null : Number(r.rows),
+        staleness_ms: Number(r.staleness_ms),
+        error_code: r.error_code,
+        error_message: r.error_message,
+      }));
+      for (const result of results) this.#log(options.trigger, result);
+      return results;
+    } catch (error) {
+      broken = isConnectionFailure(error);
+      if (!broken) await client.query('ROLLBACK').catch(() => {});
+      if (broken) throw toConnectionError(error, this.#target);
+      if (sqlState(error) === SQLSTATE.UNDEFINED_FUNCTION) {
+        throw new RefreshUnavailableError(
+          'refresh_hierarchy_views() is missing: run `hierarchy-db migrate up` (or `hierarchy-db repair`)',
+          { cause: error },
+        );
+      }
+      throw error;
+    } finally {
+      this.#runningPid = undefined;
+      client.release(broken);
+    }
+  }
+
+  #log(trigger: string, result: RefreshResult): void {
+    const fields = { event: 'refresh.result', trigger, ...result };
+    if (result.status === 'failed')
+      this.#logger.error(fields, `refresh of ${result.view} failed: ${result.error_message}`);
+    else if (result.status === 'cancelled')
+      this.#logger.warn(fields, `refresh of ${result.view} cancelled`);
+    else this.#logger.info(fields, `${result.view} ${result.status}`);
+  }
+}

@@ -1,0 +1,26 @@
+import { ConfigError } from '../config/config-error.ts';
+
+/** The materialized views the project owns, in refresh order. */
+export const HIERARCHY_VIEWS = ['mv_entity_ancestors', 'mv_descendant_counts'] as const;
+
+/** One of {@link HIERARCHY_VIEWS}. */
+export type ViewName = (typeof HIERARCHY_VIEWS)[number];
+
+/** Who asked for a refresh, as recorded in the audit. */
+export type RefreshTrigger = 'schedule' | 'change' | 'manual' | 'sql';
+
+/** The outcome of one view's refresh attempt. */
+export type RefreshStatus = 'refreshed' | 'skipped' | 'failed' | 'cancelled';
+
+/** Checks `--view` values against the known views (never concatenated into SQL). */
+export function parseViewNames(values: readonly string[] | undefined): ViewName[] | undefined {
+  if (values === undefined || values.length === 0) return undefined;
+  return values.map((value) => {
+    if (!(HIERARCHY_VIEWS as readonly string[]).includes(value)) {
+      throw new ConfigError(
+        `--view: unknown view '${value}'; expected one of ${HIERARCHY_VIEWS.join(', ')}`,
+      );
+    }
+    return value as ViewName;
+  });
+}
