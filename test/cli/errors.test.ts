@@ -4,7 +4,12 @@ import { runCli } from '../helpers/cli.ts';
 // Exit codes and one-line errors (SPEC section 3).
 describe('CLI errors', () => {
   it('exits 3 in one line, naming host:port and never the password, when the database is unreachable', async () => {
-    const result = await runCli(['migrate', 'status', '--database-url', 'postgres://alice:s3cret-pw@127.0.0.1:1/db']);
+    const result = await runCli([
+      'migrate',
+      'status',
+      '--database-url',
+      'postgres://alice:s3cret-pw@127.0.0.1:1/db',
+    ]);
     expect(result.code).toBe(3);
     const lines = result.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
@@ -15,13 +20,21 @@ describe('CLI errors', () => {
 
   it('reports an unreachable host within the connect timeout', async () => {
     // Port 9 (discard) has no server here: refused at once, well inside the connect timeout.
-    const result = await runCli(['migrate', 'status', '--database-url', 'postgres://u:pw@127.0.0.1:9/db'], { timeoutMs: 15_000 });
+    const result = await runCli(
+      ['migrate', 'status', '--database-url', 'postgres://u:pw@127.0.0.1:9/db'],
+      { timeoutMs: 15_000 },
+    );
     expect(result.code).toBe(3);
     expect(result.durationMs).toBeLessThan(12_000);
   });
 
   it('exits 2 for a malformed URL without echoing the password', async () => {
-    const result = await runCli(['migrate', 'status', '--database-url', 'mysql://bob:hunter2@host/db']);
+    const result = await runCli([
+      'migrate',
+      'status',
+      '--database-url',
+      'mysql://bob:hunter2@host/db',
+    ]);
     expect(result.code).toBe(2);
     expect(result.stderr).not.toContain('hunter2');
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
@@ -33,7 +46,9 @@ describe('CLI errors', () => {
   });
 
   it('reads DATABASE_URL and HIERARCHY_DB_DATABASE_URL', async () => {
-    const viaEnv = await runCli(['migrate', 'status'], { env: { DATABASE_URL: 'postgres://x:pw1@127.0.0.1:2/db' } });
+    const viaEnv = await runCli(['migrate', 'status'], {
+      env: { DATABASE_URL: 'postgres://x:pw1@127.0.0.1:2/db' },
+    });
     expect(viaEnv.code).toBe(3);
     expect(viaEnv.stderr).toContain('127.0.0.1:2');
     const viaPrefixed = await runCli(['migrate', 'status'], {

@@ -27,8 +27,12 @@ describe('parseDuration', () => {
 
 describe('resolveDatabaseTarget', () => {
   it('prefers the flag, then DATABASE_URL, then PG* variables', () => {
-    expect(resolveDatabaseTarget('postgres://a@h1:1/d', { DATABASE_URL: 'postgres://b@h2/d' }).display).toBe('h1:1');
-    expect(resolveDatabaseTarget(undefined, { DATABASE_URL: 'postgres://b@h2/d' }).display).toBe('h2:5432');
+    expect(
+      resolveDatabaseTarget('postgres://a@h1:1/d', { DATABASE_URL: 'postgres://b@h2/d' }).display,
+    ).toBe('h1:1');
+    expect(resolveDatabaseTarget(undefined, { DATABASE_URL: 'postgres://b@h2/d' }).display).toBe(
+      'h2:5432',
+    );
     const pgvars = resolveDatabaseTarget(undefined, { PGHOST: 'h3', PGPORT: '6543' });
     expect(pgvars).toEqual({ url: undefined, source: 'PG*', display: 'h3:6543' });
   });
@@ -52,10 +56,15 @@ describe('test database selection', () => {
     });
   });
   it('uses testcontainers for TEST_PG_IMAGE', () => {
-    expect(selectProvider({ TEST_PG_IMAGE: 'postgres:16' })).toEqual({ kind: 'testcontainers', image: 'postgres:16' });
+    expect(selectProvider({ TEST_PG_IMAGE: 'postgres:16' })).toEqual({
+      kind: 'testcontainers',
+      image: 'postgres:16',
+    });
   });
   it('rejects both at once and malformed values', () => {
-    expect(() => selectProvider({ TEST_DATABASE_URL: 'postgres://x/y', TEST_PG_IMAGE: 'postgres:16' })).toThrow(/not both/);
+    expect(() =>
+      selectProvider({ TEST_DATABASE_URL: 'postgres://x/y', TEST_PG_IMAGE: 'postgres:16' }),
+    ).toThrow(/not both/);
     expect(() => selectProvider({ TEST_DATABASE_URL: 'mysql://x/y' })).toThrow(/postgres:\/\//);
     expect(() => selectProvider({ TEST_PG_IMAGE: 'bad image!' })).toThrow(/image reference/);
   });

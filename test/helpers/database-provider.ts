@@ -17,13 +17,17 @@ export function selectProvider(env: NodeJS.ProcessEnv): DatabaseProvider {
   }
   if (url) {
     if (!/^postgres(ql)?:\/\//.test(url)) {
-      throw new Error(`TEST_DATABASE_URL must be a postgres:// URL, got '${url.replace(/:[^:@/]*@/, ':***@')}'`);
+      throw new Error(
+        `TEST_DATABASE_URL must be a postgres:// URL, got '${url.replace(/:[^:@/]*@/, ':***@')}'`,
+      );
     }
     return { kind: 'external', url };
   }
   if (image) {
     if (!/^[\w./-]+(:[\w.-]+)?(@sha256:[a-f0-9]{64})?$/.test(image)) {
-      throw new Error(`TEST_PG_IMAGE must be an image reference such as postgres:16, got '${image}'`);
+      throw new Error(
+        `TEST_PG_IMAGE must be an image reference such as postgres:16, got '${image}'`,
+      );
     }
     return { kind: 'testcontainers', image };
   }

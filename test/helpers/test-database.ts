@@ -18,7 +18,9 @@ export interface TestDatabase {
  * Creates a database for a test: a clone of the migrated template (default), or empty
  * (`{ migrated: false }`) for tests of the migrations themselves.
  */
-export async function createTestDatabase(options: { migrated?: boolean } = {}): Promise<TestDatabase> {
+export async function createTestDatabase(
+  options: { migrated?: boolean } = {},
+): Promise<TestDatabase> {
   const adminUrl = inject('adminUrl');
   const name = `${inject('runPrefix')}_${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client(adminUrl);

@@ -1,4 +1,4 @@
-import { cp, mkdtemp, rm, appendFile } from 'node:fs/promises';
+import { appendFile, cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -61,7 +61,9 @@ describe('migrate (CLI)', () => {
     expect(status.pending).toEqual([]);
     expect(rows.length).toBe(status.applied.length);
     expect(rows.every((r) => r.n === 1)).toBe(true);
-    const invalid = await db.client.query('SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid');
+    const invalid = await db.client.query(
+      'SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid',
+    );
     expect(invalid.rows).toEqual([]);
   });
 
@@ -74,7 +76,9 @@ describe('migrate (CLI)', () => {
     expect(pending.pending.length).toBeGreaterThanOrEqual(2);
     expect(pending.modified).toEqual([]);
     await runCli(['migrate', 'up', '--database-url', db.url]);
-    const after = JSON.parse((await runCli(['migrate', 'status', '--json', '--database-url', db.url])).stdout);
+    const after = JSON.parse(
+      (await runCli(['migrate', 'status', '--json', '--database-url', db.url])).stdout,
+    );
     expect(after.pending).toEqual([]);
     expect(after.applied.map((m: { name: string }) => m.name)).toEqual(pending.pending);
     for (const m of after.applied) expect(Number.isNaN(Date.parse(m.run_on))).toBe(false);
@@ -83,14 +87,20 @@ describe('migrate (CLI)', () => {
   it('--dry-run prints the SQL and writes nothing', async () => {
     const db = await emptyDatabase();
     const catalog = async () =>
-      (await db.client.query(`SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace`)).rows[0].n;
+      (
+        await db.client.query(
+          `SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace`,
+        )
+      ).rows[0].n;
     const before = await catalog();
     const dry = await runCli(['migrate', 'up', '--dry-run', '--database-url', db.url]);
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout).toContain('CREATE TABLE entities');
     expect(dry.stdout).toContain('CREATE MATERIALIZED VIEW mv_entity_ancestors');
     expect(await catalog()).toBe(before);
-    const ext = await db.client.query(`SELECT count(*)::int AS n FROM pg_extension WHERE extname IN ('ltree', 'btree_gist')`);
+    const ext = await db.client.query(
+      `SELECT count(*)::int AS n FROM pg_extension WHERE extname IN ('ltree', 'btree_gist')`,
+    );
     expect(ext.rows[0].n).toBe(0);
   });
 
@@ -103,15 +113,35 @@ describe('migrate (CLI)', () => {
     expect(up.code, up.stderr).toBe(0);
 
     await appendFile(join(dir, '0001_entities.ts'), '\n// edited after release\n');
-    const status = await runCli(['migrate', 'status', '--json', '--migrations-dir', dir, '--database-url', db.url]);
+    const status = await runCli([
+      'migrate',
+      'status',
+      '--json',
+      '--migrations-dir',
+      dir,
+      '--database-url',
+      db.url,
+    ]);
     expect(status.code).toBe(1);
     expect(JSON.parse(status.stdout).modified).toEqual(['0001_entities.ts']);
     expect(status.stderr).toContain('0001_entities.ts');
 
-    const refused = await runCli(['migrate', 'up', '--migrations-dir', dir, '--database-url', db.url]);
+    const refused = await runCli([
+      'migrate',
+      'up',
+      '--migrations-dir',
+      dir,
+      '--database-url',
+      db.url,
+    ]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('0001_entities.ts');
-    expect(refused.stderr.trim().split('\n').filter((l) => l.startsWith('hierarchy-db:'))).toHaveLength(1);
+    expect(
+      refused.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('hierarchy-db:')),
+    ).toHaveLength(1);
   });
 
   it('migrate create writes a numbered file from the template', async () => {

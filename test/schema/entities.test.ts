@@ -6,7 +6,11 @@ import { createTestDatabase, type TestDatabase } from '../helpers/test-database.
 describe('entities integrity', () => {
   let db: TestDatabase;
   const snapshot = async () =>
-    (await db.client.query('SELECT id, name, path::text, path_depth, confidence_score, is_active FROM entities ORDER BY id')).rows;
+    (
+      await db.client.query(
+        'SELECT id, name, path::text, path_depth, confidence_score, is_active FROM entities ORDER BY id',
+      )
+    ).rows;
 
   beforeAll(async () => {
     db = await createTestDatabase();
@@ -22,15 +26,51 @@ describe('entities integrity', () => {
   });
 
   it.each([
-    ['an invalid ltree label', `INSERT INTO entities (name, path) VALUES ('bad', 'a.b c')`, /ltree syntax error|syntax error/],
-    ['an orphan', `INSERT INTO entities (name, path) VALUES ('orphan', 'nope.child')`, /entities_parent_fkey/],
-    ['a score of 1.5', `INSERT INTO entities (name, path, confidence_score) VALUES ('s', 'a.s', 1.5)`, /entities_confidence_score_range/],
-    ['a negative score', `INSERT INTO entities (name, path, confidence_score) VALUES ('s', 'a.s', -0.1)`, /entities_confidence_score_range/],
-    ['an explicit path_depth', `INSERT INTO entities (name, path, path_depth) VALUES ('d', 'a.d', 7)`, /generated column|path_depth/],
-    ['a duplicate path', `INSERT INTO entities (name, path) VALUES ('dup', 'a.b')`, /entities_path_key/],
-    ['deleting a parent with children', `DELETE FROM entities WHERE path = 'a.b'`, /entities_parent_fkey/],
-    ['moving a parent away from its children', `UPDATE entities SET path = 'x.b' WHERE path = 'a.b'`, /entities_parent_fkey/],
-    ['an empty name', `INSERT INTO entities (name, path) VALUES ('', 'a.e')`, /entities_name_not_empty/],
+    [
+      'an invalid ltree label',
+      `INSERT INTO entities (name, path) VALUES ('bad', 'a.b c')`,
+      /ltree syntax error|syntax error/,
+    ],
+    [
+      'an orphan',
+      `INSERT INTO entities (name, path) VALUES ('orphan', 'nope.child')`,
+      /entities_parent_fkey/,
+    ],
+    [
+      'a score of 1.5',
+      `INSERT INTO entities (name, path, confidence_score) VALUES ('s', 'a.s', 1.5)`,
+      /entities_confidence_score_range/,
+    ],
+    [
+      'a negative score',
+      `INSERT INTO entities (name, path, confidence_score) VALUES ('s', 'a.s', -0.1)`,
+      /entities_confidence_score_range/,
+    ],
+    [
+      'an explicit path_depth',
+      `INSERT INTO entities (name, path, path_depth) VALUES ('d', 'a.d', 7)`,
+      /generated column|path_depth/,
+    ],
+    [
+      'a duplicate path',
+      `INSERT INTO entities (name, path) VALUES ('dup', 'a.b')`,
+      /entities_path_key/,
+    ],
+    [
+      'deleting a parent with children',
+      `DELETE FROM entities WHERE path = 'a.b'`,
+      /entities_parent_fkey/,
+    ],
+    [
+      'moving a parent away from its children',
+      `UPDATE entities SET path = 'x.b' WHERE path = 'a.b'`,
+      /entities_parent_fkey/,
+    ],
+    [
+      'an empty name',
+      `INSERT INTO entities (name, path) VALUES ('', 'a.e')`,
+      /entities_name_not_empty/,
+    ],
   ])('rejects %s and changes nothing', async (_label, statement, message) => {
     const before = await snapshot();
     await expect(db.client.query(statement)).rejects.toThrow(message);
@@ -38,9 +78,7 @@ describe('entities integrity', () => {
   });
 
   it('moves a whole subtree in one UPDATE and keeps path_depth equal to nlevel(path)', async () => {
-    await db.client.query(
-      `UPDATE entities SET path = 'x' || subpath(path, 1) WHERE path <@ 'a.b'`,
-    );
+    await db.client.query(`UPDATE entities SET path = 'x' || subpath(path, 1) WHERE path <@ 'a.b'`);
     const rows = await snapshot();
     expect(rows.map((r) => [r.path, r.path_depth])).toEqual([
       ['a', 1],

@@ -31,10 +31,14 @@ describe('materialized views match the oracle', () => {
         const movable = forest.filter((e) => e.path.includes('.'));
         if (movable.length > 0) {
           const source = movable[pick % movable.length]!.path;
-          const targets = forest.filter((e) => e.path !== source && !e.path.startsWith(`${source}.`));
+          const targets = forest.filter(
+            (e) => e.path !== source && !e.path.startsWith(`${source}.`),
+          );
           const dest = targets[target % targets.length]!.path;
           const label = `m${pick % 1000}`;
-          const exists = await client.query('SELECT 1 FROM entities WHERE path = $1::ltree', [`${dest}.${label}`]);
+          const exists = await client.query('SELECT 1 FROM entities WHERE path = $1::ltree', [
+            `${dest}.${label}`,
+          ]);
           if (exists.rowCount === 0) {
             await client.query(
               `UPDATE entities
@@ -77,7 +81,9 @@ describe('materialized views match the oracle', () => {
     );
     await client.query('REFRESH MATERIALIZED VIEW mv_entity_ancestors');
     await client.query('REFRESH MATERIALIZED VIEW mv_descendant_counts');
-    const anc = await client.query(`SELECT path::text, ancestors FROM mv_entity_ancestors ORDER BY path`);
+    const anc = await client.query(
+      `SELECT path::text, ancestors FROM mv_entity_ancestors ORDER BY path`,
+    );
     expect(anc.rows).toEqual([
       { path: 'a', ancestors: [] },
       { path: 'a.b.c', ancestors: ['a', 'b'] },
