@@ -3,6 +3,7 @@ import type { GlobalArgs } from '../context.ts';
 import { historyCommand } from './history.ts';
 import { migrateCommand } from './migrate.ts';
 import { refreshCommand } from './refresh.ts';
+import { seedCommand } from './seed.ts';
 import { statusCommand } from './status.ts';
 
 /** Every command, in the order `--help` lists them. */
@@ -11,4 +12,5 @@ export const commands: CommandModule<GlobalArgs, never>[] = [
   refreshCommand as never,
   statusCommand as never,
   historyCommand as never,
+  seedCommand as never,
 ];
