@@ -172,7 +172,7 @@ export const REFRESH_FUNCTION_SQL = `
     v_holder      integer;
     v_stop_status text;
     v_stop_reason text;
-    v_lock_busy   boolean := false;
+    v_locked      boolean := false;
   BEGIN
     IF p_trigger IS NULL OR p_trigger NOT IN ('schedule', 'change', 'manual', 'sql') THEN
       RAISE EXCEPTION 'unknown refresh trigger %', quote_nullable(p_trigger)
@@ -188,42 +188,59 @@ export const REFRESH_FUNCTION_SQL = `
     SELECT array_agg(v ORDER BY ord) INTO v_views
       FROM unnest(c_all_views) WITH ORDINALITY AS t(v, ord)
      WHERE p_views IS NULL OR v = ANY (p_views);
-
-    IF NOT pg_try_advisory_xact_lock(${REFRESH_LOCK_KEY}) THEN
-      SELECT l.pid INTO v_holder FROM pg_locks l
-       WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()
-         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-         AND l.classid = (${REFRESH_LOCK_KEY} >> 32)::oid
-         AND l.objid = (${REFRESH_LOCK_KEY} & 4294967295)::oid
-       LIMIT 1;
-      v_lock_busy := true;
-      v_stop_status := 'skipped';
-      v_stop_reason := 'another refresh is running' ||
-        COALESCE(' (backend pid ' || v_holder || ')', '') || '; not queued behind it';
+    -- An empty list is a no-op: callers use it to have this function compiled in their session
+    -- before arming a short statement_timeout.
+    IF v_views IS NULL THEN
+      RETURN;
     END IF;
+
+    -- Every step that can be interrupted by statement_timeout or a cancel runs inside a
+    -- BEGIN ... EXCEPTION block, so an interruption is recorded instead of aborting the call.
+    BEGIN
+      v_locked := pg_try_advisory_xact_lock(${REFRESH_LOCK_KEY});
+      IF NOT v_locked THEN
+        SELECT l.pid INTO v_holder FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND l.classid = (${REFRESH_LOCK_KEY} >> 32)::oid
+           AND l.objid = (${REFRESH_LOCK_KEY} & 4294967295)::oid
+         LIMIT 1;
+        v_stop_status := 'skipped';
+        v_stop_reason := 'another refresh is running' ||
+          COALESCE(' (backend pid ' || v_holder || ')', '') || '; not queued behind it';
+      END IF;
+    EXCEPTION WHEN query_canceled THEN
+      GET STACKED DIAGNOSTICS v_code = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+      v_locked := false;
+      v_stop_status := CASE WHEN v_message LIKE '%statement timeout%' THEN 'failed' ELSE 'cancelled' END;
+      v_stop_reason := v_message || ' (before the refresh started)';
+    END;
 
     FOREACH v_view IN ARRAY v_views LOOP
       v_started := clock_timestamp();
       v_rows := NULL; v_code := NULL; v_message := NULL; v_as_of := NULL;
-      SELECT p.pending_changes, p.oldest_change_at INTO v_pending, v_oldest
-        FROM hierarchy_pending_changes(v_view) p;
-      v_staleness := CASE WHEN v_oldest IS NULL THEN 0
-        ELSE GREATEST(0, floor(extract(epoch FROM v_started - v_oldest) * 1000))::bigint END;
+      v_pending := NULL; v_staleness := NULL;
 
       IF v_stop_status IS NOT NULL THEN
         v_status := v_stop_status;
         v_message := v_stop_reason;
+        v_code := CASE WHEN v_stop_status IN ('failed', 'cancelled') AND v_stop_reason NOT LIKE 'not attempted%'
+                       THEN '57014' END;
       ELSE
-        SELECT c.relispopulated INTO v_populated FROM pg_class c WHERE c.oid = to_regclass(v_view);
-        IF v_populated IS NULL THEN
-          v_status := 'failed';
-          v_code := '42P01';
-          v_message := format('materialized view %s does not exist; run hierarchy-db repair', v_view);
-        ELSIF v_populated AND v_pending = 0 AND NOT p_force THEN
-          v_status := 'skipped';
-          v_message := 'no pending changes';
-        ELSE
-          BEGIN
+        BEGIN
+          SELECT p.pending_changes, p.oldest_change_at INTO v_pending, v_oldest
+            FROM hierarchy_pending_changes(v_view) p;
+          v_staleness := CASE WHEN v_oldest IS NULL THEN 0
+            ELSE GREATEST(0, floor(extract(epoch FROM v_started - v_oldest) * 1000))::bigint END;
+          SELECT c.relispopulated INTO v_populated FROM pg_class c WHERE c.oid = to_regclass(v_view);
+          IF v_populated IS NULL THEN
+            v_status := 'failed';
+            v_code := '42P01';
+            v_message := format('materialized view %s does not exist; run hierarchy-db repair', v_view);
+          ELSIF v_populated AND v_pending = 0 AND NOT p_force THEN
+            v_status := 'skipped';
+            v_message := 'no pending changes';
+          ELSE
             v_snapshot := pg_current_snapshot();
             v_as_of := clock_timestamp();
             IF v_populated THEN
@@ -239,25 +256,25 @@ export const REFRESH_FUNCTION_SQL = `
               SET snapshot = EXCLUDED.snapshot, data_as_of = EXCLUDED.data_as_of,
                   last_refreshed_at = EXCLUDED.last_refreshed_at;
             v_status := 'refreshed';
-          EXCEPTION
-            WHEN query_canceled THEN
-              GET STACKED DIAGNOSTICS v_code = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-              v_rows := NULL; v_as_of := NULL;
-              IF v_message LIKE '%statement timeout%' THEN
-                v_status := 'failed';
-                v_stop_status := 'skipped';
-                v_stop_reason := format('not attempted: statement timeout reached while refreshing %s', v_view);
-              ELSE
-                v_status := 'cancelled';
-                v_stop_status := 'cancelled';
-                v_stop_reason := format('not attempted: cancelled while refreshing %s', v_view);
-              END IF;
-            WHEN OTHERS THEN
-              GET STACKED DIAGNOSTICS v_code = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-              v_rows := NULL; v_as_of := NULL;
+          END IF;
+        EXCEPTION
+          WHEN query_canceled THEN
+            GET STACKED DIAGNOSTICS v_code = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+            v_rows := NULL; v_as_of := NULL;
+            IF v_message LIKE '%statement timeout%' THEN
               v_status := 'failed';
-          END;
-        END IF;
+              v_stop_status := 'skipped';
+              v_stop_reason := format('not attempted: statement timeout reached while refreshing %s', v_view);
+            ELSE
+              v_status := 'cancelled';
+              v_stop_status := 'cancelled';
+              v_stop_reason := format('not attempted: cancelled while refreshing %s', v_view);
+            END IF;
+          WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_code = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+            v_rows := NULL; v_as_of := NULL;
+            v_status := 'failed';
+        END;
       END IF;
 
       INSERT INTO mv_refresh_audit (view_name, trigger, status, started_at, finished_at, duration_ms,
@@ -278,15 +295,19 @@ export const REFRESH_FUNCTION_SQL = `
       RETURN NEXT;
     END LOOP;
 
-    IF NOT v_lock_busy THEN
-      -- Changes every view has reflected are no longer needed.
-      DELETE FROM hierarchy_changes c
-       WHERE (SELECT count(*) FROM hierarchy_view_state s
-               WHERE s.view_name = ANY (c_all_views) AND s.snapshot IS NOT NULL
-                 AND pg_visible_in_snapshot(c.xid, s.snapshot)) = cardinality(c_all_views);
-      -- Audit retention: 30 days unless ALTER DATABASE ... SET hierarchy_db.audit_retention = '7 days'.
-      DELETE FROM mv_refresh_audit a
-       WHERE a.started_at < now() - COALESCE(NULLIF(current_setting('hierarchy_db.audit_retention', true), ''), '30 days')::interval;
+    IF v_locked THEN
+      BEGIN
+        -- Changes every view has reflected are no longer needed.
+        DELETE FROM hierarchy_changes c
+         WHERE (SELECT count(*) FROM hierarchy_view_state s
+                 WHERE s.view_name = ANY (c_all_views) AND s.snapshot IS NOT NULL
+                   AND pg_visible_in_snapshot(c.xid, s.snapshot)) = cardinality(c_all_views);
+        -- Audit retention: 30 days unless ALTER DATABASE ... SET hierarchy_db.audit_retention = '7 days'.
+        DELETE FROM mv_refresh_audit a
+         WHERE a.started_at < now() - COALESCE(NULLIF(current_setting('hierarchy_db.audit_retention', true), ''), '30 days')::interval;
+      EXCEPTION WHEN query_canceled THEN
+        NULL; -- housekeeping only: the next call does it
+      END;
     END IF;
   END
   $fn$`;

@@ -28,7 +28,10 @@ export function openDatabase(options: ConnectionOptions): DatabaseHandle {
         throw error;
       }
     },
-    // kysely's destroy() ends the pool.
-    close: () => db.destroy(),
+    close: async () => {
+      // kysely ends the pool only if it ever used it (its driver initialises lazily).
+      await db.destroy();
+      if (!pool.ended) await pool.end();
+    },
   };
 }

@@ -10,7 +10,8 @@ export interface RefreshResult {
   status: RefreshStatus;
   duration_ms: number;
   rows: number | null;
-  staleness_ms: number;
+  /** Staleness the refresh cured; null when the call was interrupted before measuring it. */
+  staleness_ms: number | null;
   error_code: string | null;
   error_message: string | null;
 }
@@ -26,6 +27,13 @@ export interface RefreshOptions {
   statementTimeoutMs?: number;
   /** `lock_timeout` of each lock wait; 0 = none. Default {@link DEFAULT_LOCK_TIMEOUT_MS}. */
   lockTimeoutMs?: number;
+  /**
+   * Runs inside the refresh transaction (timeouts set), just before `refresh_hierarchy_views()`,
+   * on the same session: it may take locks that the call then holds too, and narrow the views.
+   * Returns the views to refresh (`undefined`: as requested; empty: skip the call and return no
+   * results). The daemon claims a schedule tick with it. Default: none.
+   */
+  beforeCall?: (client: pg.PoolClient) => Promise<readonly ViewName[] | undefined>;
 }
 
 /** Default bound of one refresh call: 10 minutes. */
@@ -83,6 +91,11 @@ export class RefreshEngine {
     try {
       const pid = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
       this.#runningPid = pid.rows[0]?.pid;
+      // Compile the plpgsql function in this session first (an empty view list is a no-op), so
+      // even a tiny statement_timeout is spent inside the function, where it is caught and audited.
+      await client.query(`SELECT * FROM refresh_hierarchy_views(false, '{}', $1)`, [
+        options.trigger,
+      ]);
       await client.query('BEGIN');
       // SET LOCAL: the timeouts end with this transaction and never leak into the pool.
       await client.query(
@@ -92,17 +105,22 @@ export class RefreshEngine {
           `${Math.max(0, Math.round(lockTimeoutMs))}ms`,
         ],
       );
+      const views = options.beforeCall ? await options.beforeCall(client) : undefined;
+      if (views !== undefined && views.length === 0) {
+        await client.query('COMMIT');
+        return [];
+      }
       const { rows } = await client.query<{
         view_name: ViewName;
         status: RefreshStatus;
         duration_ms: number;
         rows: number | null;
-        staleness_ms: number;
+        staleness_ms: number | null;
         error_code: string | null;
         error_message: string | null;
       }>('SELECT * FROM refresh_hierarchy_views($1, $2, $3)', [
         options.force ?? false,
-        options.views ?? null,
+        views ?? options.views ?? null,
         options.trigger,
       ]);
       await client.query('COMMIT');
@@ -111,7 +129,7 @@ export class RefreshEngine {
         status: r.status,
         duration_ms: Number(r.duration_ms),
         rows: r.rows === null ? null : Number(r.rows),
-        staleness_ms: Number(r.staleness_ms),
+        staleness_ms: r.staleness_ms === null ? null : Number(r.staleness_ms),
         error_code: r.error_code,
         error_message: r.error_message,
       }));
