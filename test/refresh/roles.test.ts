@@ -1,0 +1,98 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
+
+// Least privilege (SPEC 2.5): hierarchy_refresher may only run the refresh, hierarchy_reader may
+// only read the views, PUBLIC may do neither; the SECURITY DEFINER function works on 15 and 18.
+describe('roles and the SECURITY DEFINER refresh', () => {
+  let db: TestDatabase;
+  const suffix = randomBytes(3).toString('hex');
+  const refresher = `hdbt_refresher_${suffix}`;
+  const reader = `hdbt_reader_${suffix}`;
+  const writer = `hdbt_writer_${suffix}`;
+  const nobody = `hdbt_nobody_${suffix}`;
+  const asRole = async (role: string, statement: string) => {
+    await db.client.query(`SET ROLE ${role}`);
+    try {
+      return await db.client.query(statement);
+    } finally {
+      await db.client.query('RESET ROLE');
+    }
+  };
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await db.client.query(`INSERT INTO entities (name, path) VALUES ('a', 'a'), ('b', 'a.b')`);
+    for (const role of [refresher, reader, writer, nobody])
+      await db.client.query(`CREATE ROLE ${role} NOLOGIN`);
+    await db.client.query(`GRANT hierarchy_refresher TO ${refresher}`);
+    await db.client.query(`GRANT hierarchy_reader TO ${reader}`);
+    await db.client.query(`GRANT SELECT, INSERT, UPDATE ON entities TO ${writer}`);
+  });
+  afterAll(async () => {
+    if (db) {
+      for (const role of [refresher, reader, writer, nobody]) {
+        await db.client.query(`DROP OWNED BY ${role}`).catch(() => {});
+        await db.client.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
+      }
+      await db.drop();
+    }
+  });
+
+  it('declares the function SECURITY DEFINER with a pinned search_path and no PUBLIC execute', async () => {
+    const { rows } = await db.client.query(
+      `SELECT p.prosecdef, p.proconfig,
+              has_function_privilege('public', p.oid, 'EXECUTE') AS public_exec
+         FROM pg_proc p WHERE p.proname = 'refresh_hierarchy_views'`,
+    );
+    expect(rows).toHaveLength(1);
+    expect(rows[0].prosecdef).toBe(true);
+    expect(rows[0].proconfig).toEqual(['search_path=public, pg_temp']);
+    expect(rows[0].public_exec).toBe(false);
+  });
+
+  it('lets hierarchy_refresher refresh, and nothing else', async () => {
+    const result = await asRole(refresher, 'SELECT * FROM refresh_hierarchy_views(true)');
+    expect(result.rows.map((r) => r.status)).toEqual(['refreshed', 'refreshed']);
+    await expect(asRole(refresher, 'SELECT * FROM entities')).rejects.toMatchObject({
+      code: '42501',
+    });
+    await expect(asRole(refresher, 'SELECT * FROM mv_entity_ancestors')).rejects.toMatchObject({
+      code: '42501',
+    });
+    await expect(asRole(refresher, 'SELECT * FROM mv_refresh_audit')).rejects.toMatchObject({
+      code: '42501',
+    });
+    const audit = await db.client.query(
+      'SELECT application_name, trigger FROM mv_refresh_audit ORDER BY id DESC LIMIT 1',
+    );
+    expect(audit.rows[0].trigger).toBe('sql');
+  });
+
+  it('lets hierarchy_reader read the views but not refresh', async () => {
+    const rows = await asRole(
+      reader,
+      `SELECT ancestors FROM mv_entity_ancestors WHERE path = 'a.b'`,
+    );
+    expect(rows.rows[0].ancestors).toEqual(['a']);
+    await expect(asRole(reader, 'SELECT * FROM refresh_hierarchy_views()')).rejects.toMatchObject({
+      code: '42501',
+    });
+  });
+
+  it('refuses a role with no grant', async () => {
+    await expect(asRole(nobody, 'SELECT * FROM refresh_hierarchy_views()')).rejects.toMatchObject({
+      code: '42501',
+    });
+  });
+
+  it('tracks writes of a role that has no privilege on the change log', async () => {
+    const before = await db.client.query('SELECT count(*)::int AS n FROM hierarchy_changes');
+    await asRole(writer, `UPDATE entities SET name = 'b2' WHERE path = 'a.b'`);
+    const after = await db.client.query('SELECT count(*)::int AS n FROM hierarchy_changes');
+    expect(after.rows[0].n).toBe(before.rows[0].n + 1);
+    await expect(asRole(writer, 'SELECT * FROM hierarchy_changes')).rejects.toMatchObject({
+      code: '42501',
+    });
+  });
+});
