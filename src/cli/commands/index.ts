@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import type { GlobalArgs } from '../context.ts';
+import { daemonCommand } from './daemon.ts';
 import { historyCommand } from './history.ts';
 import { migrateCommand } from './migrate.ts';
 import { refreshCommand } from './refresh.ts';
@@ -12,5 +13,6 @@ export const commands: CommandModule<GlobalArgs, never>[] = [
   refreshCommand as never,
   statusCommand as never,
   historyCommand as never,
+  daemonCommand as never,
   seedCommand as never,
 ];

@@ -1,0 +1,190 @@
+import { ConnectionError } from '../db/connection-error.ts';
+import type { Logger } from '../logging/logger.ts';
+import type { RefreshEngine, RefreshResult } from '../refresh/refresh-engine.ts';
+import { HIERARCHY_VIEWS, type ViewName } from '../refresh/views.ts';
+import { Backoff, RETRY_BACKOFF } from './backoff.ts';
+import { errorFields } from './log-fields.ts';
+import { claimTick } from './tick-claim.ts';
+
+/** Why the daemon wants a refresh. */
+export type RefreshRequest =
+  /** A cron tick; `slot` is the tick's scheduled time, `allowanceMs` see {@link claimTick}. */
+  | { trigger: 'schedule'; slot: Date; allowanceMs: number }
+  /** Changes were notified (or may have been missed while disconnected). */
+  | { trigger: 'change' };
+
+/** Options for {@link RefreshLoop}. */
+export interface RefreshLoopOptions {
+  engine: RefreshEngine;
+  logger: Logger;
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  /** Whether the database answered lately; runs wait while it is down. */
+  isDatabaseUp: () => boolean;
+  /** Told when a refresh lost its connection, so readiness flips at once. */
+  onConnectionLost: (error: unknown) => void;
+  /** Told about every outcome (metrics). */
+  onResults: (results: RefreshResult[]) => void;
+  /** Told about views skipped by this daemon without calling the function (metrics). */
+  onLocalSkip: (views: readonly ViewName[]) => void;
+}
+
+/**
+ * Runs refreshes one at a time and coalesces everything that asks for one meanwhile.
+ *
+ * At most one request waits behind the running refresh: ticks or notifications that arrive while
+ * a refresh runs, while the database is down or while a failed refresh waits out its backoff all
+ * merge into that one, so a slow refresh, a blocked event loop or an outage never leaves a queue
+ * behind (no pile-up, no stampede on reconnect). A change request absorbs a tick (it refreshes
+ * every view with pending changes anyway); several ticks keep the latest slot.
+ */
+export class RefreshLoop {
+  readonly #options: RefreshLoopOptions;
+  readonly #retryBackoff = new Backoff(RETRY_BACKOFF);
+  #pending: RefreshRequest | undefined;
+  #running: Promise<void> | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(options: RefreshLoopOptions) {
+    this.#options = options;
+  }
+
+  /** Asks for a refresh; it starts now if nothing runs, else it is merged into the next one. */
+  request(request: RefreshRequest): void {
+    if (this.#stopped) return;
+    this.#pending = merge(this.#pending, request);
+    this.#drain();
+  }
+
+  /** Starts the waiting request if the database is back (called on reconnect). */
+  resume(): void {
+    this.#drain();
+  }
+
+  /** The refresh in progress, if any. */
+  get running(): Promise<void> | undefined {
+    return this.#running;
+  }
+
+  /** No new refresh starts after this; the running one is left alone (see `Daemon.stop`). */
+  stop(): void {
+    this.#stopped = true;
+    this.#pending = undefined;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+  }
+
+  #drain(): void {
+    if (this.#running || this.#stopped || this.#retryTimer || !this.#pending) return;
+    if (!this.#options.isDatabaseUp()) return; // resume() picks it up on reconnect
+    const request = this.#pending;
+    this.#pending = undefined;
+    this.#running = this.#run(request).finally(() => {
+      this.#running = undefined;
+      this.#drain();
+    });
+  }
+
+  async #run(request: RefreshRequest): Promise<void> {
+    const { engine, logger } = this.#options;
+    let claim: Awaited<ReturnType<typeof claimTick>> | undefined;
+    const started = Date.now();
+    try {
+      const results = await engine.refresh({
+        trigger: request.trigger,
+        statementTimeoutMs: this.#options.statementTimeoutMs,
+        lockTimeoutMs: this.#options.lockTimeoutMs,
+        ...(request.trigger === 'schedule'
+          ? {
+              beforeCall: async (client) => {
+                claim = await claimTick(client, request.slot, request.allowanceMs, HIERARCHY_VIEWS);
+                return claim.kind === 'claimed' ? claim.views : [];
+              },
+            }
+          : {}),
+      });
+      if (claim && claim.kind !== 'claimed') {
+        logger.info(
+          {
+            event: 'refresh.skipped',
+            trigger: request.trigger,
+            slot: slotOf(request),
+            reason: claim.kind,
+          },
+          claim.kind === 'busy'
+            ? 'tick skipped: another refresh is running; not queued behind it'
+            : 'tick skipped: already served by another replica',
+        );
+        this.#options.onLocalSkip(HIERARCHY_VIEWS);
+      } else if (claim?.kind === 'claimed' && claim.views.length < HIERARCHY_VIEWS.length) {
+        const claimed: readonly ViewName[] = claim.views;
+        this.#options.onLocalSkip(HIERARCHY_VIEWS.filter((v) => !claimed.includes(v)));
+      }
+      this.#options.onResults(results);
+      const failed = results.filter((r) => r.status === 'failed' || r.status === 'cancelled');
+      if (failed.length === 0) {
+        this.#retryBackoff.reset();
+        return;
+      }
+      // A view stopped by a statement timeout or a cancel by someone else: try again later.
+      this.#retry(request, {
+        views: failed.map((r) => r.view),
+        error_code: failed[0]?.error_code ?? null,
+      });
+    } catch (error) {
+      if (error instanceof ConnectionError) {
+        // Not a refresh failure: wait for the database (reconnect backoff), then run once.
+        logger.warn(
+          { event: 'refresh.interrupted', trigger: request.trigger, ...errorFields(error) },
+          'refresh lost its connection; it runs again once the database is back',
+        );
+        this.#pending = merge(this.#pending, request);
+        this.#options.onConnectionLost(error);
+        return;
+      }
+      logger.error(
+        {
+          event: 'refresh.error',
+          trigger: request.trigger,
+          duration_ms: Date.now() - started,
+          ...errorFields(error),
+        },
+        `refresh failed: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      this.#retry(request, {});
+    }
+  }
+
+  #retry(request: RefreshRequest, fields: Record<string, unknown>): void {
+    if (this.#stopped) return;
+    const delayMs = this.#retryBackoff.next();
+    this.#options.logger.warn(
+      {
+        event: 'refresh.retry',
+        trigger: request.trigger,
+        attempt: this.#retryBackoff.attempt,
+        delay_ms: delayMs,
+        ...fields,
+      },
+      `refresh retry ${this.#retryBackoff.attempt} in ${delayMs}ms`,
+    );
+    this.#pending = merge(this.#pending, request);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#drain();
+    }, delayMs);
+  }
+}
+
+function slotOf(request: RefreshRequest): string | undefined {
+  return request.trigger === 'schedule' ? request.slot.toISOString() : undefined;
+}
+
+/** Two requests as one: a change absorbs a tick; of two ticks the later slot wins. */
+function merge(a: RefreshRequest | undefined, b: RefreshRequest): RefreshRequest {
+  if (a === undefined) return b;
+  if (a.trigger === 'change') return a;
+  if (b.trigger === 'change') return b;
+  return a.slot >= b.slot ? a : b;
+}

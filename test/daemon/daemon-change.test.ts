@@ -1,0 +1,222 @@
+import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
+import {
+  killDaemons,
+  parsePrometheusText,
+  startDaemon,
+  waitForReady,
+  waitUntil,
+} from './daemon-process.ts';
+
+/** A 6-field schedule that never fires while a test runs (midnight, January 1st). */
+const NEVER = '0 0 0 1 1 *';
+
+// Change-driven refresh (--on-change), health, readiness and metrics (SPEC section 4).
+describe('daemon --on-change', () => {
+  let db: TestDatabase;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await db.client.query(
+      `INSERT INTO entities (name, path) VALUES ('a', 'a'), ('b', 'a.b'), ('c', 'a.b.c'), ('d', 'd')`,
+    );
+    await db.client.query('SELECT * FROM refresh_hierarchy_views()');
+  });
+  afterEach(killDaemons);
+  afterAll(async () => {
+    await killDaemons();
+    await db?.drop();
+  });
+
+  const lastAuditId = async () =>
+    Number(
+      (await db.client.query('SELECT coalesce(max(id), 0) AS id FROM mv_refresh_audit')).rows[0].id,
+    );
+
+  it('reflects an update in mv_entity_ancestors within 3 s, audited with trigger change', async () => {
+    const daemon = startDaemon(db.url, ['--on-change', '--debounce', '300ms', '--schedule', NEVER]);
+    await waitForReady(daemon);
+    expect((await daemon.get('/healthz')).status).toBe(200);
+    const before = await lastAuditId();
+
+    const started = Date.now();
+    await db.client.query(`UPDATE entities SET name = 'b-renamed' WHERE path = 'a.b'`);
+    const elapsedMs = await waitUntil(
+      async () => {
+        const { rows } = await db.client.query(
+          `SELECT ancestors FROM mv_entity_ancestors WHERE path = 'a.b.c'`,
+        );
+        return rows[0]?.ancestors.includes('b-renamed') === true;
+      },
+      3_000,
+      'the rename reaches mv_entity_ancestors',
+    );
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(elapsedMs).toBeGreaterThanOrEqual(250); // debounced, not immediate
+
+    const { rows } = await db.client.query(
+      `SELECT view_name, trigger, status, application_name FROM mv_refresh_audit
+        WHERE id > $1 AND status = 'refreshed' ORDER BY id`,
+      [before],
+    );
+    expect(rows).toEqual([
+      {
+        view_name: 'mv_entity_ancestors',
+        trigger: 'change',
+        status: 'refreshed',
+        application_name: 'hierarchy-db/daemon',
+      },
+      {
+        view_name: 'mv_descendant_counts',
+        trigger: 'change',
+        status: 'refreshed',
+        application_name: 'hierarchy-db/daemon',
+      },
+    ]);
+    // Never a schedule refresh: the schedule does not fire during the test.
+    expect(daemon.logs.some((l) => l.event === 'schedule.tick')).toBe(false);
+  });
+
+  it('refreshes within --max-wait while writes never stay quiet for --debounce', async () => {
+    const daemon = startDaemon(db.url, ['--on-change', '--debounce', '1s', '--max-wait', '1500ms']);
+    await waitForReady(daemon);
+    const before = await lastAuditId();
+    const writesStarted = Date.now();
+    let i = 0;
+    // One write every 200 ms for 4 s: the 1 s quiet period never comes.
+    while (Date.now() - writesStarted < 4_000) {
+      await db.client.query(`UPDATE entities SET name = $1 WHERE path = 'd'`, [`d${i++}`]);
+      await sleep(200);
+    }
+    const writesEnded = new Date();
+    const first = daemon.logs.find((l) => l.event === 'change.debounced');
+    expect(first, daemon.stderr()).toBeDefined();
+    expect(Number(first?.waited_ms)).toBeGreaterThanOrEqual(1_400);
+    expect(Number(first?.waited_ms)).toBeLessThan(1_900);
+    const { rows } = await db.client.query(
+      `SELECT count(*)::int AS n FROM mv_refresh_audit
+        WHERE id > $1 AND trigger = 'change' AND status = 'refreshed'
+          AND view_name = 'mv_entity_ancestors' AND started_at < $2`,
+      [before, writesEnded],
+    );
+    // 4 s of writes with a 1.5 s cap: at least two refreshes while writes were still going.
+    expect(rows[0].n).toBeGreaterThanOrEqual(2);
+  });
+
+  it('catches up with one refresh after losing its LISTEN connection', async () => {
+    const daemon = startDaemon(db.url, ['--on-change', '--debounce', '200ms']);
+    await waitForReady(daemon);
+    await daemon.waitForLog((l) => l.event === 'listen.started');
+    const before = await lastAuditId();
+    // Kill the LISTEN session and write at once: the notification goes nowhere.
+    await db.client.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = current_database() AND application_name = 'hierarchy-db/daemon-listen'`,
+    );
+    await db.client.query(`UPDATE entities SET name = 'a-missed' WHERE path = 'a'`);
+
+    await daemon.waitForLog((l) => l.event === 'listen.lost');
+    const catchUp = await daemon.waitForLog((l) => l.event === 'change.catch_up');
+    expect(Number(catchUp.pending_changes)).toBeGreaterThanOrEqual(1);
+    await waitUntil(
+      async () => {
+        const { rows } = await db.client.query(
+          `SELECT name FROM mv_entity_ancestors WHERE path = 'a'`,
+        );
+        return rows[0]?.name === 'a-missed';
+      },
+      5_000,
+      'the missed change is refreshed',
+    );
+    const { rows } = await db.client.query(
+      `SELECT count(*)::int AS n FROM mv_refresh_audit
+        WHERE id > $1 AND view_name = 'mv_entity_ancestors' AND status = 'refreshed'`,
+      [before],
+    );
+    expect(rows[0].n).toBe(1);
+    expect(daemon.logs.filter((l) => l.event === 'listen.started')).toHaveLength(2);
+  });
+
+  it('serves /healthz, /readyz and /metrics with every SPEC metric and its labels', async () => {
+    // Changed before the start: the start-up catch-up refreshes it at once; the changes made
+    // afterwards wait out the long debounce, so they show as pending.
+    await db.client.query(`UPDATE entities SET name = 'c-metrics' WHERE path = 'a.b.c'`);
+    const daemon = startDaemon(db.url, ['--on-change', '--debounce', '20s', '--max-wait', '20s']);
+    await waitForReady(daemon);
+    await daemon.waitForLog((l) => l.event === 'refresh.result' && l.status === 'refreshed');
+
+    const health = await daemon.get('/healthz');
+    expect(health.status).toBe(200);
+    expect(health.body).toBe('ok\n');
+    const ready = await daemon.get('/readyz');
+    expect(ready.status).toBe(200);
+    expect(JSON.parse(ready.body)).toEqual({ ready: true, reasons: [] });
+    expect((await daemon.get('/nope')).status).toBe(404);
+
+    await db.client.query(`UPDATE entities SET name = 'pending' WHERE path = 'd'`);
+    await db.client.query(`UPDATE entities SET name = 'pending2' WHERE path = 'd'`);
+    await sleep(300); // older than the scrape-time sample's 250 ms
+    const metrics = await daemon.get('/metrics');
+    expect(metrics.status).toBe(200);
+    expect(metrics.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
+    const { types, samples } = parsePrometheusText(metrics.body);
+
+    expect(Object.fromEntries(types)).toEqual({
+      hierarchy_refresh_duration_seconds: 'histogram',
+      hierarchy_refresh_total: 'counter',
+      hierarchy_view_staleness_seconds: 'gauge',
+      hierarchy_view_pending_changes: 'gauge',
+      hierarchy_last_refresh_success_timestamp_seconds: 'gauge',
+      hierarchy_db_up: 'gauge',
+    });
+    const views = ['mv_entity_ancestors', 'mv_descendant_counts'];
+    const labelKeys = (name: string) =>
+      new Set(
+        samples.filter((s) => s.name === name).map((s) => Object.keys(s.labels).sort().join(',')),
+      );
+    expect(labelKeys('hierarchy_refresh_duration_seconds_bucket')).toEqual(new Set(['le,view']));
+    expect(labelKeys('hierarchy_refresh_duration_seconds_count')).toEqual(new Set(['view']));
+    expect(labelKeys('hierarchy_refresh_total')).toEqual(new Set(['status,view']));
+    expect(labelKeys('hierarchy_view_staleness_seconds')).toEqual(new Set(['view']));
+    expect(labelKeys('hierarchy_view_pending_changes')).toEqual(new Set(['view']));
+    expect(labelKeys('hierarchy_last_refresh_success_timestamp_seconds')).toEqual(
+      new Set(['view']),
+    );
+    expect(labelKeys('hierarchy_db_up')).toEqual(new Set(['']));
+
+    const value = (name: string, labels: Record<string, string> = {}) =>
+      samples.find(
+        (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+      )?.value;
+    expect(value('hierarchy_db_up')).toBe(1);
+    for (const view of views) {
+      expect(
+        value('hierarchy_refresh_total', { view, status: 'refreshed' }),
+      ).toBeGreaterThanOrEqual(1);
+      for (const status of ['skipped', 'failed', 'cancelled']) {
+        expect(value('hierarchy_refresh_total', { view, status })).toBeDefined();
+      }
+      expect(value('hierarchy_refresh_duration_seconds_count', { view })).toBeGreaterThanOrEqual(1);
+      expect(value('hierarchy_view_pending_changes', { view })).toBe(2);
+      expect(value('hierarchy_view_staleness_seconds', { view })).toBeGreaterThanOrEqual(0.3);
+      const lastSuccess = value('hierarchy_last_refresh_success_timestamp_seconds', { view }) ?? 0;
+      expect(Math.abs(lastSuccess - Date.now() / 1000)).toBeLessThan(60);
+    }
+
+    // promtool (CI installs it) parses and lints the same text.
+    if (hasPromtool()) {
+      execFileSync('promtool', ['check', 'metrics'], { input: metrics.body });
+    }
+  });
+});
+
+function hasPromtool(): boolean {
+  try {
+    execFileSync('promtool', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
