@@ -1,0 +1,100 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
+import { killDaemons, startDaemon, waitForReady } from './daemon-process.ts';
+
+interface AuditRow {
+  view_name: string;
+  started_at: Date;
+  finished_at: Date;
+  backend_pid: number;
+}
+
+// Several replicas against one database (SPEC section 4): each due refresh happens once and
+// refreshes never overlap; the database decides, not the processes.
+describe('daemon replicas', () => {
+  let db: TestDatabase;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await db.client.query(
+      `INSERT INTO entities (name, path)
+       SELECT 'n' || i, ('r.n' || i)::ltree FROM generate_series(1, 200) i
+        UNION ALL SELECT 'r', 'r' ORDER BY 2`,
+    );
+    await db.client.query('SELECT * FROM refresh_hierarchy_views()');
+  });
+  afterEach(killDaemons);
+  afterAll(async () => {
+    await killDaemons();
+    await db?.drop();
+  });
+
+  it('two daemons on a 1 s schedule: no overlapping refreshes, refreshes per view <= ticks', async () => {
+    const a = startDaemon(db.url, ['--schedule', '* * * * * *']);
+    const b = startDaemon(db.url, ['--schedule', '* * * * * *']);
+    await Promise.all([waitForReady(a), waitForReady(b)]);
+
+    const windowStart = new Date();
+    let i = 0;
+    while (Date.now() - windowStart.getTime() < 10_000) {
+      await db.client.query(`UPDATE entities SET name = $1 WHERE path = 'r.n1'`, [`w${i++}`]);
+      await sleep(300);
+    }
+    const windowEnd = new Date();
+    await sleep(1_500); // the tick after the last write
+
+    const slots = new Set<string>();
+    for (const daemon of [a, b]) {
+      for (const line of daemon.logs) {
+        if (
+          line.event === 'schedule.tick' &&
+          Date.parse(String(line.slot)) >= windowStart.getTime()
+        ) {
+          slots.add(String(line.slot));
+        }
+      }
+    }
+    const { rows } = await db.client.query<AuditRow>(
+      `SELECT view_name, started_at, finished_at, backend_pid FROM mv_refresh_audit
+        WHERE trigger = 'schedule' AND status = 'refreshed' AND started_at >= $1
+        ORDER BY started_at`,
+      [windowStart],
+    );
+    const ticks = slots.size;
+    expect(ticks).toBeGreaterThanOrEqual(9);
+    for (const view of ['mv_entity_ancestors', 'mv_descendant_counts']) {
+      const refreshes = rows.filter((r) => r.view_name === view);
+      // Changes arrive 3 times a tick, so (nearly) every tick has something to refresh...
+      expect(
+        refreshes.length,
+        `${view}: ${refreshes.length} refreshes, ${ticks} ticks`,
+      ).toBeGreaterThanOrEqual(ticks - 2);
+      // ...but never more than once per tick, whichever replica did it.
+      expect(
+        refreshes.length,
+        `${view}: ${refreshes.length} refreshes, ${ticks} ticks`,
+      ).toBeLessThanOrEqual(ticks);
+      for (let k = 1; k < refreshes.length; k++) {
+        const previous = refreshes[k - 1] as AuditRow;
+        const current = refreshes[k] as AuditRow;
+        expect(
+          current.started_at.getTime(),
+          `${view} refreshes overlap: ${JSON.stringify([previous, current])}`,
+        ).toBeGreaterThanOrEqual(previous.finished_at.getTime());
+      }
+    }
+    // Both replicas took part in every tick; the one that did not refresh logged why.
+    const skipped = [...a.logs, ...b.logs].filter((l) => l.event === 'refresh.skipped');
+    expect(skipped.length).toBeGreaterThanOrEqual(ticks - 2);
+    expect(new Set(skipped.map((l) => l.reason))).toSatisfy((reasons: Set<unknown>) =>
+      [...reasons].every((r) => r === 'busy' || r === 'served'),
+    );
+    // Everything written in the window is reflected by now.
+    const status = await db.client.query(
+      'SELECT view_name, pending_changes FROM hierarchy_view_status()',
+    );
+    expect(status.rows.map((r) => Number(r.pending_changes))).toEqual([0, 0]);
+    expect(windowEnd.getTime()).toBeGreaterThan(windowStart.getTime());
+  });
+});
