@@ -4,8 +4,10 @@ import { daemonCommand } from './daemon.ts';
 import { historyCommand } from './history.ts';
 import { migrateCommand } from './migrate.ts';
 import { refreshCommand } from './refresh.ts';
+import { repairCommand } from './repair.ts';
 import { seedCommand } from './seed.ts';
 import { statusCommand } from './status.ts';
+import { verifyCommand } from './verify.ts';
 
 /** Every command, in the order `--help` lists them. */
 export const commands: CommandModule<GlobalArgs, never>[] = [
@@ -13,6 +15,8 @@ export const commands: CommandModule<GlobalArgs, never>[] = [
   refreshCommand as never,
   statusCommand as never,
   historyCommand as never,
+  verifyCommand as never,
+  repairCommand as never,
   daemonCommand as never,
   seedCommand as never,
 ];
