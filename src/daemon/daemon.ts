@@ -170,7 +170,10 @@ export class Daemon {
         connection: this.#connection,
         logger,
         onChange: () => debouncer.notify(),
-        onListening: () => void this.#catchUp(),
+        onListening: () => {
+          monitor.probeSoon(); // the database is back: do not wait out the monitor's backoff
+          void this.#catchUp();
+        },
         onLost: () => monitor.probeSoon(),
       });
       this.#listener.start();
