@@ -8,7 +8,7 @@ describe('daemon flags', () => {
   const daemon = (...args: string[]) =>
     runCli(['--database-url', url, 'daemon', ...args], { timeoutMs: 20_000 });
 
-  it.each([
+  it.concurrent.each([
     [
       ['--schedule', 'every minute please'],
       /--schedule: invalid cron expression 'every minute please'/,
