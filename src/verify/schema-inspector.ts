@@ -261,6 +261,7 @@ interface LiveState {
   indexes: Map<string, LiveIndex>;
   otherInvalidIndexes: { name: string; table: string }[];
   views: Map<string, NonNullable<ViewFact['live']>>;
+  relationOids: Map<string, number>;
   functions: LiveFunction[];
   functionOids: Map<string, number>;
   triggers: Map<string, { table: string; enabled: string; definition: string }>;
@@ -427,6 +428,7 @@ async function readLive(
     indexes,
     otherInvalidIndexes,
     views,
+    relationOids: new Map(relationRows.map((r) => [r.name, r.oid])),
     functions: functionRows.map(({ oid: _oid, ...f }) => f),
     functionOids,
     triggers,
@@ -676,8 +678,8 @@ async function readGrants(
         role: 'hierarchy_reader',
         privilege: 'SELECT',
         object: view,
-        check: `has_table_privilege($1, (SELECT oid FROM pg_catalog.pg_class WHERE relname = $2::text AND relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = current_schema())), 'SELECT')`,
-        arg: view,
+        check: `has_table_privilege($1, $2::oid, 'SELECT')`,
+        arg: live.relationOids.get(view) ?? null,
       });
     }
     wanted.push({
