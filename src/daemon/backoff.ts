@@ -52,3 +52,6 @@ export const RECONNECT_BACKOFF = { initialMs: 250, maxMs: 15_000 } as const;
 
 /** Retrying a failed refresh: 1 s, 2 s, 4 s, ... capped at 60 s (each with jitter). */
 export const RETRY_BACKOFF = { initialMs: 1_000, maxMs: 60_000 } as const;
+
+/** Looking again after another session's refresh: 500 ms, 1 s, ... capped at 10 s (with jitter). */
+export const RECHECK_BACKOFF = { initialMs: 500, maxMs: 10_000 } as const;

@@ -148,6 +148,7 @@ export class Daemon {
       onConnectionLost: (error) => monitor.markDown(error),
       onResults: (results) => this.#metrics.recordResults(results),
       onLocalSkip: (views) => this.#metrics.recordLocalSkip(views),
+      pendingChanges: () => monitor.pendingChanges(),
     });
 
     await monitor.start();

@@ -2,7 +2,7 @@ import { ConnectionError } from '../db/connection-error.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { RefreshEngine, RefreshResult } from '../refresh/refresh-engine.ts';
 import { HIERARCHY_VIEWS, type ViewName } from '../refresh/views.ts';
-import { Backoff, RETRY_BACKOFF } from './backoff.ts';
+import { Backoff, RECHECK_BACKOFF, RETRY_BACKOFF } from './backoff.ts';
 import { errorFields } from './log-fields.ts';
 import { claimTick } from './tick-claim.ts';
 
@@ -27,7 +27,12 @@ export interface RefreshLoopOptions {
   onResults: (results: RefreshResult[]) => void;
   /** Told about views skipped by this daemon without calling the function (metrics). */
   onLocalSkip: (views: readonly ViewName[]) => void;
+  /** Pending changes over both views (undefined when unknown). */
+  pendingChanges: () => Promise<number | undefined>;
 }
+
+/** The function's message when its single-flight lock is taken (see migrations/0003). */
+const LOCK_BUSY_MESSAGE = 'another refresh is running';
 
 /**
  * Runs refreshes one at a time and coalesces everything that asks for one meanwhile.
@@ -41,6 +46,8 @@ export interface RefreshLoopOptions {
 export class RefreshLoop {
   readonly #options: RefreshLoopOptions;
   readonly #retryBackoff = new Backoff(RETRY_BACKOFF);
+  readonly #recheckBackoff = new Backoff(RECHECK_BACKOFF);
+  #recheckTimer: NodeJS.Timeout | undefined;
   #pending: RefreshRequest | undefined;
   #running: Promise<void> | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -73,6 +80,8 @@ export class RefreshLoop {
     this.#pending = undefined;
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
+    if (this.#recheckTimer) clearTimeout(this.#recheckTimer);
+    this.#recheckTimer = undefined;
   }
 
   #drain(): void {
@@ -122,6 +131,13 @@ export class RefreshLoop {
         this.#options.onLocalSkip(HIERARCHY_VIEWS.filter((v) => !claimed.includes(v)));
       }
       this.#options.onResults(results);
+      if (request.trigger === 'change') {
+        if (results.some((r) => r.error_message?.startsWith(LOCK_BUSY_MESSAGE))) {
+          this.#recheckLater();
+        } else {
+          this.#recheckBackoff.reset();
+        }
+      }
       const failed = results.filter((r) => r.status === 'failed' || r.status === 'cancelled');
       if (failed.length === 0) {
         this.#retryBackoff.reset();
@@ -154,6 +170,29 @@ export class RefreshLoop {
       );
       this.#retry(request, {});
     }
+  }
+
+  /**
+   * A change refresh found another session refreshing (a replica, `hierarchy-db refresh`, psql).
+   * That refresh's snapshot may predate the changes notified to us, and no further notification
+   * will come for them: look again once it is likely done, and refresh if changes still wait.
+   */
+  #recheckLater(): void {
+    if (this.#stopped || this.#recheckTimer) return;
+    const delayMs = this.#recheckBackoff.next();
+    this.#options.logger.debug(
+      { event: 'refresh.recheck', delay_ms: delayMs },
+      `another refresh was running; checking for pending changes in ${delayMs}ms`,
+    );
+    this.#recheckTimer = setTimeout(async () => {
+      const pending = await this.#options.pendingChanges();
+      this.#recheckTimer = undefined;
+      if (pending === 0) {
+        this.#recheckBackoff.reset();
+        return;
+      }
+      this.request({ trigger: 'change' });
+    }, delayMs);
   }
 
   #retry(request: RefreshRequest, fields: Record<string, unknown>): void {

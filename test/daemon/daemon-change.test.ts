@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 import {
@@ -141,6 +142,43 @@ describe('daemon --on-change', () => {
     );
     expect(rows[0].n).toBe(1);
     expect(daemon.logs.filter((l) => l.event === 'listen.started')).toHaveLength(2);
+  });
+
+  it('refreshes a change that arrived while another session held the refresh lock', async () => {
+    await db.client.query('SELECT * FROM refresh_hierarchy_views()');
+    const daemon = startDaemon(db.url, ['--on-change', '--debounce', '100ms']);
+    await waitForReady(daemon);
+    // A manual refresh in an open transaction holds single-flight; its snapshot predates the
+    // update below, so that update stays pending after it commits.
+    const other = new pg.Client(db.url);
+    other.on('error', () => {});
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`SELECT * FROM refresh_hierarchy_views(true, NULL, 'manual')`);
+      await db.client.query(`UPDATE entities SET name = 'during-lock' WHERE path = 'd'`);
+      await daemon.waitForLog(
+        (l) =>
+          l.event === 'refresh.result' &&
+          l.status === 'skipped' &&
+          String(l.error_message).startsWith('another refresh is running'),
+      );
+      await sleep(500);
+      await other.query('COMMIT');
+    } finally {
+      await other.end();
+    }
+    // No new notification comes; the daemon looks again by itself.
+    await waitUntil(
+      async () => {
+        const { rows } = await db.client.query(
+          `SELECT name FROM mv_entity_ancestors WHERE path = 'd'`,
+        );
+        return rows[0]?.name === 'during-lock';
+      },
+      8_000,
+      'the change is refreshed after the other session commits',
+    );
   });
 
   it('serves /healthz, /readyz and /metrics with every SPEC metric and its labels', async () => {
