@@ -81,12 +81,16 @@ export function planRepairs(
   const viewOfIndex = new Map(
     canonical.views.flatMap((v) => v.indexes.map((i) => [i.name, v.name] as const)),
   );
+  // Recreated objects start without grants; and ALTER ... OWNER folds a role's privileges into
+  // the owner's when that role was the owner, so giving an object back loses them too.
   const needGrants =
     facts.roles.length > 0 &&
     (rebuilt.size > 0 ||
       [...byKey.values()].some(
         (e) =>
-          e.repair.kind === 'replace-function' && (e.repair.missing || e.repair.dropFirst !== null),
+          e.repair.kind === 'set-owner' ||
+          (e.repair.kind === 'replace-function' &&
+            (e.repair.missing || e.repair.dropFirst !== null)),
       ));
   if (needGrants && ![...byKey.values()].some((e) => e.repair.kind === 'grants')) {
     byKey.set('grants', {

@@ -1,0 +1,216 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.ts';
+import {
+  databaseWithForest,
+  dropDatabases,
+  entitiesSnapshot,
+  expectViewsMatchOracle,
+  HAND_MADE_ANCESTORS,
+  repair,
+  verify,
+} from './verify-fixtures.ts';
+
+afterEach(dropDatabases);
+
+// Each breakage of issue 5 (and a few more) on a fresh clone of the migrated template with a
+// random forest in it: verify exits 1 naming exactly the broken objects, repair brings it back
+// to 0, the views equal the independent oracle, and no row of entities was written.
+
+interface Breakage {
+  title: string;
+  sql: string;
+  /** Exactly the checks that must fail. */
+  failing: string[];
+  detail?: RegExp;
+}
+
+const BREAKAGES: Breakage[] = [
+  {
+    title: 'DROP MATERIALIZED VIEW mv_descendant_counts',
+    sql: 'DROP MATERIALIZED VIEW mv_descendant_counts',
+    failing: [
+      'index mv_descendant_counts_entity_id_key',
+      'index mv_descendant_counts_path_gist',
+      'index mv_descendant_counts_depth_path_idx',
+      'materialized view mv_descendant_counts',
+      'view definition mv_descendant_counts',
+    ],
+  },
+  {
+    title: 'the composite GiST index dropped',
+    sql: 'DROP INDEX entities_depth_path_gist',
+    failing: ['index entities_depth_path_gist'],
+    detail: /missing/,
+  },
+  {
+    title: 'the unique index REFRESH CONCURRENTLY needs marked invalid',
+    sql: `UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'mv_entity_ancestors_entity_id_key'::regclass`,
+    failing: ['index mv_entity_ancestors_entity_id_key'],
+    detail: /invalid/,
+  },
+  {
+    title: 'the composite GiST index marked invalid',
+    sql: `UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'entities_depth_path_gist'::regclass`,
+    failing: ['index entities_depth_path_gist'],
+    detail: /invalid/,
+  },
+  {
+    title: 'ALTER FUNCTION refresh_hierarchy_views RESET search_path',
+    sql: 'ALTER FUNCTION refresh_hierarchy_views(boolean, text[], text) RESET search_path',
+    failing: ['function refresh_hierarchy_views(boolean, text[], text)'],
+    detail: /search_path not pinned/,
+  },
+  {
+    title: 'refresh_hierarchy_views no longer SECURITY DEFINER',
+    sql: 'ALTER FUNCTION refresh_hierarchy_views(boolean, text[], text) SECURITY INVOKER',
+    failing: ['function refresh_hierarchy_views(boolean, text[], text)'],
+    detail: /not SECURITY DEFINER/,
+  },
+  {
+    title: 'a view redefined by hand with different SQL',
+    sql: HAND_MADE_ANCESTORS,
+    // Dropping the view also dropped hierarchy_reader's SELECT on it.
+    failing: [
+      'view definition mv_entity_ancestors',
+      'grants hierarchy_reader, hierarchy_refresher',
+    ],
+    detail: /drifted/,
+  },
+  {
+    title: 'a view left unpopulated',
+    sql: 'REFRESH MATERIALIZED VIEW mv_entity_ancestors WITH NO DATA',
+    failing: ['materialized view mv_entity_ancestors'],
+    detail: /not populated/,
+  },
+  {
+    title: 'the unique index recreated with a WHERE clause (CONCURRENTLY cannot use it)',
+    sql: `DROP INDEX mv_descendant_counts_entity_id_key;
+          CREATE UNIQUE INDEX mv_descendant_counts_entity_id_key ON mv_descendant_counts (entity_id)
+           WHERE path_depth > 0`,
+    failing: ['index mv_descendant_counts_entity_id_key'],
+    detail: /drifted.*WHERE/,
+  },
+  {
+    title: 'the tracking trigger recreated for INSERT only',
+    sql: `DROP TRIGGER entities_track_changes ON entities;
+          CREATE TRIGGER entities_track_changes AFTER INSERT ON entities
+            FOR EACH STATEMENT EXECUTE FUNCTION hierarchy_track_change()`,
+    failing: ['trigger entities_track_changes on entities'],
+    detail: /drifted/,
+  },
+  {
+    title: 'a view and the refresh function given to another owner',
+    sql: `ALTER MATERIALIZED VIEW mv_descendant_counts OWNER TO hierarchy_reader;
+          ALTER FUNCTION refresh_hierarchy_views(boolean, text[], text) OWNER TO hierarchy_refresher`,
+    failing: [
+      'materialized view mv_descendant_counts',
+      'function refresh_hierarchy_views(boolean, text[], text)',
+    ],
+    detail: /owned by hierarchy_reader/,
+  },
+];
+
+describe('each breakage fails verify, naming the object, and repair restores it', () => {
+  BREAKAGES.forEach((breakage, i) => {
+    it(breakage.title, async () => {
+      const db = await databaseWithForest(1000 + i);
+      const entitiesBefore = await entitiesSnapshot(db.client);
+      await db.client.query(breakage.sql);
+
+      const broken = await verify(db);
+      expect(broken.code).toBe(1);
+      expect(broken.report.ok).toBe(false);
+      expect(broken.failed.map((c) => c.name).sort()).toEqual([...breakage.failing].sort());
+      for (const check of broken.failed) expect(check.fix, check.name).toBe('hierarchy-db repair');
+      if (breakage.detail) expect(broken.failed[0]!.detail).toMatch(breakage.detail);
+
+      const repaired = await repair(db);
+      expect(repaired.code, repaired.stdout + repaired.stderr).toBe(0);
+      expect(repaired.stdout).toContain('✅ repaired:');
+      expect(repaired.stdout).toContain('verify: all');
+      // Every step is logged.
+      expect(repaired.stderr).toContain('"event":"repair.step_done"');
+
+      const after = await verify(db);
+      expect(after.failed).toEqual([]);
+      expect(after.code).toBe(0);
+      await expectViewsMatchOracle(db.client);
+      expect(await entitiesSnapshot(db.client)).toEqual(entitiesBefore);
+      // The refresh path works again, CONCURRENTLY included.
+      const { rows } = await db.client.query<{ status: string }>(
+        `SELECT status FROM refresh_hierarchy_views(true)`,
+      );
+      expect(rows.map((r) => r.status)).toEqual(['refreshed', 'refreshed']);
+      await expectViewsMatchOracle(db.client);
+    });
+  });
+
+  it('the change-tracking trigger disabled: re-enabled, and the views marked stale for the writes it missed', async () => {
+    const db = await databaseWithForest(2000);
+    await db.client.query('ALTER TABLE entities DISABLE TRIGGER entities_track_changes');
+    // A write tracking does not see: without repair's care, the views would look fresh.
+    await db.client.query(
+      `UPDATE entities SET is_active = NOT is_active WHERE id = (SELECT min(id) FROM entities WHERE path_depth > 1)`,
+    );
+    const untracked = await db.client.query<{ pending_changes: number }>(
+      'SELECT pending_changes::int FROM hierarchy_view_status()',
+    );
+    expect(untracked.rows.map((r) => r.pending_changes)).toEqual([0, 0]);
+
+    const broken = await verify(db);
+    expect(broken.code).toBe(1);
+    expect(broken.failed.map((c) => c.name)).toEqual([
+      'trigger entities_track_changes on entities',
+    ]);
+    expect(broken.failed[0]!.detail).toMatch(/disabled/);
+
+    const repaired = await repair(db);
+    expect(repaired.code, repaired.stdout + repaired.stderr).toBe(0);
+    const after = await verify(db);
+    expect(after.failed).toEqual([]);
+    const { rows: status } = await db.client.query<{ pending_changes: number; stale: boolean }>(
+      `SELECT pending_changes::int, staleness_ms > 0 AS stale FROM hierarchy_view_status()`,
+    );
+    expect(status).toEqual([
+      { pending_changes: 1, stale: true },
+      { pending_changes: 1, stale: true },
+    ]);
+    // Tracking works again.
+    const { rows: tgenabled } = await db.client.query<{ tgenabled: string }>(
+      `SELECT tgenabled FROM pg_trigger WHERE tgname = 'entities_track_changes'`,
+    );
+    expect(tgenabled).toEqual([{ tgenabled: 'O' }]);
+    const refreshed = await runCli(['refresh', '--database-url', db.url]);
+    expect(refreshed.code, refreshed.stderr).toBe(0);
+    await expectViewsMatchOracle(db.client);
+  });
+
+  it('several breakages at once, dropped view and drifted function included', async () => {
+    const db = await databaseWithForest(3000);
+    await db.client.query(`
+      DROP MATERIALIZED VIEW mv_descendant_counts;
+      DROP INDEX entities_depth_path_gist;
+      DROP TRIGGER entities_track_truncate ON entities;
+      CREATE OR REPLACE FUNCTION hierarchy_track_change() RETURNS trigger LANGUAGE plpgsql
+        SECURITY DEFINER SET search_path = public, pg_temp AS $$ BEGIN RETURN NULL; END $$;
+      GRANT EXECUTE ON FUNCTION refresh_hierarchy_views(boolean, text[], text) TO PUBLIC;`);
+    const broken = await verify(db);
+    expect(broken.code).toBe(1);
+    expect(broken.failed.map((c) => c.name)).toEqual(
+      expect.arrayContaining([
+        'materialized view mv_descendant_counts',
+        'index entities_depth_path_gist',
+        'trigger entities_track_truncate on entities',
+        'function hierarchy_track_change()',
+        'privileges refresh_hierarchy_views(boolean, text[], text)',
+      ]),
+    );
+    expect(
+      broken.failed.find((c) => c.name === 'function hierarchy_track_change()')!.detail,
+    ).toMatch(/body differs/);
+    const repaired = await repair(db);
+    expect(repaired.code, repaired.stdout + repaired.stderr).toBe(0);
+    expect((await verify(db)).code).toBe(0);
+    await expectViewsMatchOracle(db.client);
+  });
+});
