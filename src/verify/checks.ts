@@ -78,11 +78,11 @@ export function buildChecks(
     ...extensionChecks(facts),
     entitiesColumnsCheck(facts.relations.entities ?? null),
     entitiesConstraintsCheck(facts),
-    ...facts.indexes.map(indexCheck),
+    ...facts.indexes.map((index) => withTable(facts, index.table, indexCheck(index))),
     otherInvalidIndexesCheck(facts),
     ...facts.views.flatMap((view) => viewChecks(view, owner)),
     ...facts.functions.flatMap((fn) => functionChecks(fn, canonical, owner)),
-    ...facts.triggers.map(triggerCheck),
+    ...facts.triggers.map((trigger) => withTable(facts, trigger.table, triggerCheck(trigger))),
     simpleTableCheck(facts.relations.hierarchy_changes ?? null, 'hierarchy_changes', [
       'xid',
       'changed_at',
@@ -98,6 +98,16 @@ export function buildChecks(
     ...migrationChecks(migrations),
   ];
 }
+
+/** An object on a missing table cannot be repaired: the table comes first. */
+function withTable(facts: SchemaFacts, table: string, check: CheckResult): CheckResult {
+  const missing = table in facts.relations && facts.relations[table] === null;
+  return check.ok || !missing
+    ? check
+    : fail(check.name, `table ${table} missing`, MISSING_TABLE_FIX);
+}
+
+const MISSING_TABLE_FIX = 'hierarchy-db migrate up (on an empty schema), or restore a backup';
 
 function extensionChecks(facts: SchemaFacts): CheckResult[] {
   return Object.entries(facts.extensions).map(([name, version]) =>

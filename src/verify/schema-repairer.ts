@@ -5,7 +5,6 @@ import { sqlState } from '../db/sqlstate.ts';
 import type { Logger } from '../logging/logger.ts';
 import { acquireSchemaLock } from '../migrate/advisory-lock.ts';
 import { formatPlan, planRepairs, type RepairAction, type RepairPlan } from './repair-plan.ts';
-import type { CheckResult } from './repairs.ts';
 import { inspectAndCheck, openClient, type VerifyReport } from './schema-verifier.ts';
 
 /** SQLSTATE 0A000: e.g. REINDEX CONCURRENTLY of an index that cannot be rebuilt that way. */
@@ -209,9 +208,4 @@ async function dropIfInvalid(client: pg.Client, index: string, logger: Logger): 
       `could not drop the invalid leftover ${index}; drop it with DROP INDEX CONCURRENTLY`,
     );
   }
-}
-
-/** Failed checks, for messages. */
-export function failedChecks(report: VerifyReport): CheckResult[] {
-  return report.checks.filter((c) => !c.ok);
 }
