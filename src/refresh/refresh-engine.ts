@@ -110,19 +110,10 @@ export class RefreshEngine {
         await client.query('COMMIT');
         return [];
       }
-      const { rows } = await client.query<{
-        view_name: ViewName;
-        status: RefreshStatus;
-        duration_ms: number;
-        rows: number | null;
-        staleness_ms: number | null;
-        error_code: string | null;
-        error_message: string | null;
-      }>('SELECT * FROM refresh_hierarchy_views($1, $2, $3)', [
-        options.force ?? false,
-        views ?? options.views ?? null,
-        options.trigger,
-      ]);
+      const { rows } = await client.query<Omit<RefreshResult, 'view'> & { view_name: ViewName }>(
+        'SELECT * FROM refresh_hierarchy_views($1, $2, $3)',
+        [options.force ?? false, views ?? options.views ?? null, options.trigger],
+      );
       await client.query('COMMIT');
       const results = rows.map((r) => ({
         view: r.view_name,

@@ -102,12 +102,7 @@ describe('refresh_hierarchy_views() from SQL', () => {
     await writer.query(`UPDATE entities SET name = 'late' WHERE path = 'a.b'`);
     const refresher = await connect();
     const refreshing = refresher.query('SELECT * FROM refresh_hierarchy_views(true)');
-    await waitFor(async () => {
-      const { rows } = await db.client.query(
-        `SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'mv_entity_ancestors'::regclass AND NOT granted`,
-      );
-      return rows[0].n > 0;
-    });
+    await waitForLockWait(db.client, 'mv_entity_ancestors');
     await writer.query('COMMIT'); // committed while the refresh is in flight
     await blocker.query('COMMIT');
     const result = await refreshing;
@@ -130,12 +125,7 @@ describe('refresh_hierarchy_views() from SQL', () => {
     await blocker.query('REFRESH MATERIALIZED VIEW CONCURRENTLY mv_entity_ancestors'); // holds its EXCLUSIVE lock until COMMIT
     const first = await connect();
     const firstCall = first.query('SELECT * FROM refresh_hierarchy_views(true)');
-    await waitFor(async () => {
-      const { rows } = await db.client.query(
-        `SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'mv_entity_ancestors'::regclass AND NOT granted`,
-      );
-      return rows[0].n > 0;
-    });
+    await waitForLockWait(db.client, 'mv_entity_ancestors');
     const started = Date.now();
     const second = await db.client.query('SELECT * FROM refresh_hierarchy_views(true)');
     const secondMs = Date.now() - started;
@@ -304,6 +294,17 @@ describe('refresh_hierarchy_views() from SQL', () => {
     expect(await auditRows(db.client)).toEqual([]);
   });
 });
+
+/** Waits until some session waits for a lock on `relation`. */
+function waitForLockWait(client: pg.Client, relation: string): Promise<void> {
+  return waitFor(async () => {
+    const { rows } = await client.query(
+      'SELECT count(*)::int AS n FROM pg_locks WHERE relation = $1::regclass AND NOT granted',
+      [relation],
+    );
+    return rows[0].n > 0;
+  });
+}
 
 async function waitFor(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -9,12 +9,9 @@ import {
   resolveDaemonOptions,
 } from '../../daemon/daemon-options.ts';
 import { onShutdownSignals } from '../../daemon/shutdown-signals.ts';
-import {
-  DEFAULT_LOCK_TIMEOUT_MS,
-  DEFAULT_STATEMENT_TIMEOUT_MS,
-} from '../../refresh/refresh-engine.ts';
 import { type GlobalArgs, runCommand } from '../context.ts';
 import { EXIT } from '../exit-codes.ts';
+import { lockTimeoutOption, statementTimeoutOption } from '../options.ts';
 
 interface DaemonArgs extends GlobalArgs {
   schedule?: string;
@@ -72,16 +69,8 @@ export const daemonCommand: CommandModule<GlobalArgs, DaemonArgs> = {
         describe:
           'on SIGTERM/SIGINT, how long a running refresh may finish before it is cancelled (a second signal exits at once)',
       })
-      .option('statement-timeout', {
-        type: 'string',
-        default: `${DEFAULT_STATEMENT_TIMEOUT_MS / 60_000}m`,
-        describe: 'bound on each refresh call (0 = none)',
-      })
-      .option('lock-timeout', {
-        type: 'string',
-        default: `${DEFAULT_LOCK_TIMEOUT_MS / 1000}s`,
-        describe: 'bound on each lock wait during a refresh (0 = none)',
-      })
+      .option('statement-timeout', statementTimeoutOption)
+      .option('lock-timeout', lockTimeoutOption)
       .epilog(
         'Give --schedule, --on-change, or both; with neither the daemon refuses to start (exit 2). ' +
           'Replicas coordinate through the database: refreshes never overlap and each schedule tick refreshes each view once. ' +

@@ -5,6 +5,7 @@ import { HIERARCHY_VIEWS, parseViewNames } from '../../refresh/views.ts';
 import { type GlobalArgs, runCommand } from '../context.ts';
 import { withDatabase } from '../database.ts';
 import { EXIT } from '../exit-codes.ts';
+import { formatRefreshDetail, jsonOption } from '../options.ts';
 import { formatTable, printJson, printLine } from '../print.ts';
 
 interface HistoryArgs extends GlobalArgs {
@@ -25,11 +26,7 @@ export const historyCommand: CommandModule<GlobalArgs, HistoryArgs> = {
         describe: `only this view (repeatable): ${HIERARCHY_VIEWS.join(', ')}`,
       })
       .option('limit', { type: 'number', default: 20, describe: 'how many rows' })
-      .option('json', {
-        type: 'boolean',
-        default: false,
-        describe: 'one JSON document on stdout: { "history": [...] }',
-      }) as never,
+      .option('json', jsonOption('one JSON document on stdout: { "history": [...] }')) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const views = parseViewNames(args.view);
@@ -64,7 +61,7 @@ export const historyCommand: CommandModule<GlobalArgs, HistoryArgs> = {
               r.duration_ms.toFixed(1),
               r.rows,
               r.staleness_ms,
-              r.error_code ? `${r.error_code} ${r.error_message}` : r.error_message,
+              formatRefreshDetail(r),
             ]),
           ),
         );

@@ -5,6 +5,7 @@ import { createMigrationFile } from '../../migrate/migration-files.ts';
 import { Migrator } from '../../migrate/migrator.ts';
 import { type CommandContext, type GlobalArgs, runCommand } from '../context.ts';
 import { EXIT } from '../exit-codes.ts';
+import { jsonOption, migrationsDirOption } from '../options.ts';
 import { formatTable, printJson, printLine } from '../print.ts';
 
 interface MigrateArgs extends GlobalArgs {
@@ -78,8 +79,7 @@ const down: CommandModule<MigrateArgs, MigrateArgs & { count?: number; all: bool
 const status: CommandModule<MigrateArgs, MigrateArgs & { json: boolean }> = {
   command: 'status',
   describe: 'applied, pending and modified migrations (exit 1 when one was modified)',
-  builder: (y) =>
-    y.option('json', { type: 'boolean', default: false, describe: 'one JSON document on stdout' }),
+  builder: (y) => y.option('json', jsonOption()),
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const result = await migrator(ctx, args).status();
@@ -137,11 +137,7 @@ export const migrateCommand: CommandModule<GlobalArgs, MigrateArgs> = {
         default: '5m',
         describe: 'how long to wait for another migration or repair to finish',
       })
-      .option('migrations-dir', {
-        type: 'string',
-        describe:
-          'directory of migration files (default: the migrations shipped with hierarchy-db)',
-      })
+      .option('migrations-dir', migrationsDirOption)
       .command(
         up as CommandModule<
           GlobalArgs & { 'lock-wait': string },

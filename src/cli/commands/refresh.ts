@@ -1,14 +1,16 @@
 import type { CommandModule } from 'yargs';
 import { parseDuration } from '../../config/duration.ts';
-import {
-  DEFAULT_LOCK_TIMEOUT_MS,
-  DEFAULT_STATEMENT_TIMEOUT_MS,
-  RefreshEngine,
-} from '../../refresh/refresh-engine.ts';
+import { RefreshEngine } from '../../refresh/refresh-engine.ts';
 import { HIERARCHY_VIEWS, parseViewNames } from '../../refresh/views.ts';
 import { type GlobalArgs, runCommand } from '../context.ts';
 import { withDatabase } from '../database.ts';
 import { EXIT } from '../exit-codes.ts';
+import {
+  formatRefreshDetail,
+  jsonOption,
+  lockTimeoutOption,
+  statementTimeoutOption,
+} from '../options.ts';
 import { formatTable, printJson, printLine } from '../print.ts';
 
 interface RefreshArgs extends GlobalArgs {
@@ -35,17 +37,9 @@ export const refreshCommand: CommandModule<GlobalArgs, RefreshArgs> = {
         array: true,
         describe: `only this view (repeatable): ${HIERARCHY_VIEWS.join(', ')}`,
       })
-      .option('json', { type: 'boolean', default: false, describe: 'one JSON document on stdout' })
-      .option('statement-timeout', {
-        type: 'string',
-        default: `${DEFAULT_STATEMENT_TIMEOUT_MS / 60_000}m`,
-        describe: 'bound on the whole refresh call (0 = none)',
-      })
-      .option('lock-timeout', {
-        type: 'string',
-        default: `${DEFAULT_LOCK_TIMEOUT_MS / 1000}s`,
-        describe: 'bound on each lock wait (0 = none)',
-      }) as never,
+      .option('json', jsonOption())
+      .option('statement-timeout', statementTimeoutOption)
+      .option('lock-timeout', lockTimeoutOption) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const views = parseViewNames(args.view);
@@ -76,7 +70,7 @@ export const refreshCommand: CommandModule<GlobalArgs, RefreshArgs> = {
               r.duration_ms.toFixed(1),
               r.rows,
               r.staleness_ms,
-              r.error_code ? `${r.error_code} ${r.error_message}` : r.error_message,
+              formatRefreshDetail(r),
             ]),
           ),
         );

@@ -3,6 +3,7 @@ import { parseDuration } from '../../config/duration.ts';
 import { DEFAULT_REPAIR_LOCK_TIMEOUT_MS, repairSchema } from '../../verify/schema-repairer.ts';
 import { CommandFailedError, type GlobalArgs, runCommand } from '../context.ts';
 import { EXIT } from '../exit-codes.ts';
+import { migrationsDirOption } from '../options.ts';
 import { printLine } from '../print.ts';
 import { formatChecklist } from './verify.ts';
 
@@ -35,11 +36,7 @@ export const repairCommand: CommandModule<GlobalArgs, RepairArgs> = {
         default: `${DEFAULT_REPAIR_LOCK_TIMEOUT_MS / 1000}s`,
         describe: 'bound on each lock wait of a repair step (0 = none)',
       })
-      .option('migrations-dir', {
-        type: 'string',
-        describe:
-          'directory of migration files for the pending/modified checks (default: the shipped ones)',
-      }) as never,
+      .option('migrations-dir', migrationsDirOption) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const outcome = await repairSchema({

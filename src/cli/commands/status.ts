@@ -4,6 +4,7 @@ import { formatDuration, parseDuration } from '../../config/duration.ts';
 import { type GlobalArgs, runCommand } from '../context.ts';
 import { withDatabase } from '../database.ts';
 import { EXIT } from '../exit-codes.ts';
+import { jsonOption } from '../options.ts';
 import { formatTable, printJson, printLine } from '../print.ts';
 
 interface StatusArgs extends GlobalArgs {
@@ -17,12 +18,10 @@ export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
   describe:
     'per view: populated, last refresh, staleness (data age), pending changes; exit 1 if staler than --max-staleness or unpopulated',
   builder: (y) =>
-    y
-      .option('json', { type: 'boolean', default: false, describe: 'one JSON document on stdout' })
-      .option('max-staleness', {
-        type: 'string',
-        describe: 'staleness budget, e.g. 5m: exit 1 when a view is staler',
-      }) as never,
+    y.option('json', jsonOption()).option('max-staleness', {
+      type: 'string',
+      describe: 'staleness budget, e.g. 5m: exit 1 when a view is staler',
+    }) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const budgetMs =

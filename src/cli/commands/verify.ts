@@ -3,6 +3,7 @@ import type { CheckResult } from '../../verify/repairs.ts';
 import { reportJson, verifySchema } from '../../verify/schema-verifier.ts';
 import { type GlobalArgs, runCommand } from '../context.ts';
 import { EXIT } from '../exit-codes.ts';
+import { migrationsDirOption } from '../options.ts';
 import { printJson, printLine } from '../print.ts';
 
 interface VerifyArgs extends GlobalArgs {
@@ -40,11 +41,7 @@ export const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
         describe:
           'one JSON document on stdout: { "ok", "checks": [ { "name", "ok", "detail", "fix" } ] }',
       })
-      .option('migrations-dir', {
-        type: 'string',
-        describe:
-          'directory of migration files for the pending/modified checks (default: the shipped ones)',
-      }) as never,
+      .option('migrations-dir', migrationsDirOption) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const report = await verifySchema({
