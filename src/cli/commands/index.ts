@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import type { GlobalArgs } from '../context.ts';
 import { daemonCommand } from './daemon.ts';
+import { demoCommand } from './demo.ts';
 import { historyCommand } from './history.ts';
 import { migrateCommand } from './migrate.ts';
 import { refreshCommand } from './refresh.ts';
@@ -19,4 +20,5 @@ export const commands: CommandModule<GlobalArgs, never>[] = [
   repairCommand as never,
   daemonCommand as never,
   seedCommand as never,
+  demoCommand as never,
 ];
