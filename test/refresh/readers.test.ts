@@ -60,16 +60,17 @@ describe('readers during a forced refresh of 200k entities', () => {
       expect(result.rows.map((r) => r.status)).toEqual(['refreshed', 'refreshed']);
       const max = Math.max(...latencies);
       const sorted = [...latencies].sort((x, y) => x - y);
+      const p50 = sorted[Math.floor(sorted.length * 0.5)] ?? max;
       const p99 = sorted[Math.floor(sorted.length * 0.99)] ?? max;
       console.log(
-        `[readers] refresh of both views: ${refreshMs} ms; ${latencies.length} lookup pairs during it, max ${max.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`,
+        `[readers] refresh of both views: ${refreshMs} ms; ${latencies.length} lookup pairs during it, p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(1)} ms, max ${max.toFixed(1)} ms`,
       );
       expect(latencies.length).toBeGreaterThan(10);
-      // A blocked reader would wait for the whole refresh (seconds). The bounds leave room for
-      // scheduling noise on a 2-core CI machine running other test files at the same time.
-      expect(p99).toBeLessThan(50);
-      expect(max).toBeLessThan(250);
-      expect(max).toBeLessThan(refreshMs / 5);
+      // A blocked reader waits for the whole refresh (seconds). On an idle machine the max stays
+      // well under 100 ms (17 ms on 18, 40 ms on 15 here); the CI machine has 2 cores shared with
+      // another test file and the refresh itself, so the bound leaves room for scheduling noise.
+      expect(p50).toBeLessThan(25);
+      expect(max).toBeLessThan(Math.min(1_000, refreshMs / 5));
     } finally {
       await reader.end();
       await refresher.end();
