@@ -9,7 +9,7 @@ import type { Logger } from '../logging/logger.ts';
 import { Migrator } from '../migrate/migrator.ts';
 import { RefreshEngine, type RefreshResult } from '../refresh/refresh-engine.ts';
 import { type SeedProgress, seedHierarchy } from '../seed/seed-hierarchy.ts';
-import { loadSloCheck, type SloSummary } from './slo-summary.ts';
+import { checkSlo, type SloReport as SloSummary } from '../slo/slo-check.ts';
 import {
   type Breadcrumb,
   moveSubtree,
@@ -74,8 +74,7 @@ export interface DemoReport {
   /** Status read right after the move, then again after the pause. */
   staleStatus: [ViewStatus[], ViewStatus[]];
   freshStatus: ViewStatus[];
-  /** Undefined when this checkout has no SLO library (src/slo). */
-  slo: SloSummary | undefined;
+  slo: SloSummary;
 }
 
 /** A step of the demo did not have the outcome the story needs. */
@@ -97,7 +96,6 @@ export const DEMO_HISTORY_LIMIT = 8;
 const BREADCRUMB_SEPARATOR = ' > ';
 
 /** Printed instead of the SLO summary when this checkout has no SLO library. */
-export const SLO_NOT_AVAILABLE = 'slo: not available (this build has no src/slo/slo-check.ts)';
 
 /**
  * The whole lifecycle on one database, told step by step through `output`: migrate, seed,
@@ -220,15 +218,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     signal?.throwIfAborted();
 
     output.section('SLO summary', 'hierarchy-db slo');
-    const checkSlo = await loadSloCheck();
-    const slo = await checkSlo?.({
+    const slo = await checkSlo({
       pool: handle.pool,
       logger,
       target,
       samples: options.sloSamples ?? DEMO_SLO_SAMPLES,
     });
-    if (slo) printSlo(output, slo);
-    else output.line({ text: SLO_NOT_AVAILABLE, tone: 'warn' });
+    printSlo(output, slo);
     signal?.throwIfAborted();
 
     output.section(`Last ${historyLimit} refreshes in the audit`, 'hierarchy-db history');

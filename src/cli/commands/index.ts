@@ -7,6 +7,7 @@ import { migrateCommand } from './migrate.ts';
 import { refreshCommand } from './refresh.ts';
 import { repairCommand } from './repair.ts';
 import { seedCommand } from './seed.ts';
+import { sloCommand } from './slo.ts';
 import { statusCommand } from './status.ts';
 import { verifyCommand } from './verify.ts';
 
@@ -20,5 +21,6 @@ export const commands: CommandModule<GlobalArgs, never>[] = [
   repairCommand as never,
   daemonCommand as never,
   seedCommand as never,
+  sloCommand as never,
   demoCommand as never,
 ];

@@ -1,0 +1,137 @@
+import type pg from 'pg';
+import { ConfigError } from '../config/config-error.ts';
+import type { Logger } from '../logging/logger.ts';
+import { RefreshEngine, type RefreshResult } from '../refresh/refresh-engine.ts';
+import { drawEntityIds, measureAncestorLookups } from './ancestor-lookup.ts';
+import { roundMs, summarizeLatencies } from './latency.ts';
+
+/** Target mean of one ancestor lookup (origin report): 1.25 ms. */
+export const DEFAULT_TARGET_MEAN_MS = 1.25;
+/** Target p95 of one ancestor lookup (origin report): 1.87 ms. */
+export const DEFAULT_TARGET_P95_MS = 1.87;
+/** A full refresh of the views must take less than this (origin report): 1000 ms. */
+export const DEFAULT_REFRESH_THRESHOLD_MS = 1_000;
+/** Default measured lookups: 10 000. */
+export const DEFAULT_SLO_SAMPLES = 10_000;
+
+/** `PASSED` or `FAILED`, as the origin report spells them. */
+export type SloStatus = 'PASSED' | 'FAILED';
+
+/** The SLO report, exactly in SPEC section 6's shape. */
+export interface SloReport {
+  entities: number;
+  ancestor_resolution: {
+    target_mean_ms: number;
+    target_p95_ms: number;
+    actual_mean_ms: number;
+    actual_p95_ms: number;
+    actual_p99_ms: number;
+    samples: number;
+    status: SloStatus;
+  };
+  refresh: {
+    threshold_ms: number;
+    actual_ms: number;
+    status: SloStatus;
+  };
+}
+
+/** Options for {@link checkSlo}. */
+export interface SloOptions {
+  pool: pg.Pool;
+  logger: Logger;
+  /** `host:port` for connection error messages. */
+  target?: string;
+  /** Measured lookups. Default {@link DEFAULT_SLO_SAMPLES}. */
+  samples?: number;
+  /** Default {@link DEFAULT_TARGET_MEAN_MS}. */
+  targetMeanMs?: number;
+  /** Default {@link DEFAULT_TARGET_P95_MS}. */
+  targetP95Ms?: number;
+  /** Default {@link DEFAULT_REFRESH_THRESHOLD_MS}. */
+  refreshThresholdMs?: number;
+}
+
+/** The forced refresh the SLO measures did not complete for every view. */
+export class SloRefreshError extends Error {
+  override readonly name = 'SloRefreshError';
+  constructor(readonly results: RefreshResult[]) {
+    const bad = results.find((r) => r.status !== 'refreshed');
+    super(
+      `the refresh to measure did not complete: ${bad?.view} ${bad?.status}` +
+        (bad?.error_message ? ` (${bad.error_message})` : '') +
+        '; retry when no other refresh is running',
+    );
+  }
+}
+
+/**
+ * Validates the origin report's SLOs on the connected database:
+ * 1. refresh: one forced refresh of both views through `refresh_hierarchy_views()` (trigger
+ *    `manual`, so it is audited); `actual_ms` is the sum of the views' durations as the function
+ *    measured them;
+ * 2. ancestor resolution: `samples` lookups by random `entity_id` drawn from the view, on one
+ *    connection with a prepared statement, after a warm-up.
+ * Refreshing first makes the lookups read current data. Throws {@link SloRefreshError} when the
+ * refresh did not run (e.g. another one was in progress).
+ */
+export async function checkSlo(options: SloOptions): Promise<SloReport> {
+  const samples = options.samples ?? DEFAULT_SLO_SAMPLES;
+  const targetMeanMs = options.targetMeanMs ?? DEFAULT_TARGET_MEAN_MS;
+  const targetP95Ms = options.targetP95Ms ?? DEFAULT_TARGET_P95_MS;
+  const thresholdMs = options.refreshThresholdMs ?? DEFAULT_REFRESH_THRESHOLD_MS;
+  if (!Number.isSafeInteger(samples) || samples < 1) {
+    throw new ConfigError(`--samples: expected a whole number >= 1, got ${samples}`);
+  }
+  for (const [flag, value] of [
+    ['target-mean-ms', targetMeanMs],
+    ['target-p95-ms', targetP95Ms],
+    ['refresh-threshold-ms', thresholdMs],
+  ] as const) {
+    if (!(Number.isFinite(value) && value > 0)) {
+      throw new ConfigError(`--${flag}: expected a number of milliseconds > 0, got ${value}`);
+    }
+  }
+
+  const engine = new RefreshEngine({
+    pool: options.pool,
+    logger: options.logger,
+    ...(options.target ? { target: options.target } : {}),
+  });
+  const results = await engine.refresh({ trigger: 'manual', force: true });
+  if (results.some((r) => r.status !== 'refreshed')) throw new SloRefreshError(results);
+  const refreshMs = roundMs(results.reduce((sum, r) => sum + r.duration_ms, 0));
+
+  const client = await options.pool.connect();
+  let latencies: number[];
+  let entities: number;
+  try {
+    entities = Number(
+      (await client.query<{ n: string }>('SELECT count(*) AS n FROM entities')).rows[0]?.n ?? 0,
+    );
+    const ids = await drawEntityIds(client, samples);
+    latencies = await measureAncestorLookups(client, ids, { samples });
+  } finally {
+    client.release();
+  }
+  const summary = summarizeLatencies(latencies);
+
+  return {
+    entities,
+    ancestor_resolution: {
+      target_mean_ms: targetMeanMs,
+      target_p95_ms: targetP95Ms,
+      actual_mean_ms: summary.mean_ms,
+      actual_p95_ms: summary.p95_ms,
+      actual_p99_ms: summary.p99_ms,
+      samples: summary.samples,
+      status:
+        summary.mean_ms <= targetMeanMs && summary.p95_ms <= targetP95Ms ? 'PASSED' : 'FAILED',
+    },
+    refresh: {
+      threshold_ms: thresholdMs,
+      actual_ms: refreshMs,
+      status: refreshMs < thresholdMs ? 'PASSED' : 'FAILED',
+    },
+  };
+}

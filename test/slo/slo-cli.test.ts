@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.ts';
+import { auditRows, insertBulkHierarchy } from '../helpers/sql-fixtures.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
+
+// `slo` (SPEC section 6): the report's JSON shape and exit codes. Targets are set impossibly
+// generous or impossibly strict to decide PASSED/FAILED; no timing is asserted.
+describe('slo (CLI)', () => {
+  let db: TestDatabase;
+  const cli = (...args: string[]) =>
+    runCli([...args, '--log-level', 'warn', '--database-url', db.url]);
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await insertBulkHierarchy(db.client, { roots: 5, children: 10, grandchildren: 10 });
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('prints the report in the SPEC shape and passes generous targets', async () => {
+    const result = await cli(
+      'slo',
+      '--json',
+      '--samples',
+      '300',
+      '--target-mean-ms',
+      '10000',
+      '--target-p95-ms',
+      '10000',
+      '--refresh-threshold-ms',
+      '600000',
+    );
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout);
+    expect(Object.keys(report).sort()).toEqual(['ancestor_resolution', 'entities', 'refresh']);
+    expect(report.entities).toBe(5 * (1 + 10 * (1 + 10)));
+    expect(Object.keys(report.ancestor_resolution).sort()).toEqual(
+      [
+        'actual_mean_ms',
+        'actual_p95_ms',
+        'actual_p99_ms',
+        'samples',
+        'status',
+        'target_mean_ms',
+        'target_p95_ms',
+      ].sort(),
+    );
+    expect(report.ancestor_resolution).toMatchObject({
+      target_mean_ms: 10000,
+      target_p95_ms: 10000,
+      samples: 300,
+      status: 'PASSED',
+    });
+    const a = report.ancestor_resolution;
+    expect(a.actual_mean_ms).toBeGreaterThan(0);
+    expect(a.actual_p95_ms).toBeGreaterThanOrEqual(0);
+    expect(a.actual_p99_ms).toBeGreaterThanOrEqual(a.actual_p95_ms);
+    expect(report.refresh).toMatchObject({ threshold_ms: 600000, status: 'PASSED' });
+    expect(report.refresh.actual_ms).toBeGreaterThan(0);
+    // The measured refresh is a real, audited one.
+    const audit = await auditRows(db.client);
+    expect(audit.filter((r) => r.trigger === 'manual' && r.status === 'refreshed')).toHaveLength(2);
+  });
+
+  it('exits 1 when a target is missed', async () => {
+    const result = await cli('slo', '--json', '--samples', '100', '--target-mean-ms', '0.000001');
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout).ancestor_resolution.status).toBe('FAILED');
+  });
+
+  it('exits 2 for a bad target', async () => {
+    const result = await cli('slo', '--samples', '0');
+    expect(result.code).toBe(2);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
