@@ -34,6 +34,9 @@ export type { ViewDefinition };
  * structural); the walk builds their breadcrumbs level by level, and each entity appends its
  * parent to the parent's. The foreign key guarantees every non-root's parent exists, so the
  * LEFT JOIN finds it for every non-root; roots get empty arrays, never NULL or {NULL}.
+ * `DISTINCT ON (key)` only tells the planner what is true anyway, that key is unique: a CTE has no
+ * statistics, and without it the final join is estimated at millions of rows per thousand
+ * entities, so small hierarchies paid for a JIT compilation (0.5 s at 10k entities).
  */
 export const ENTITY_ANCESTORS_VIEW: ViewDefinition = {
   name: 'mv_entity_ancestors',
@@ -59,7 +62,7 @@ export const ENTITY_ANCESTORS_VIEW: ViewDefinition = {
            CASE WHEN e.parent_path IS NULL THEN '{}'::text[]
                 ELSE p.ancestors || p.name END AS ancestors
       FROM entities e
-      LEFT JOIN chain p ON p.key = ltree2text(e.parent_path)
+      LEFT JOIN (SELECT DISTINCT ON (key) * FROM chain) p ON p.key = ltree2text(e.parent_path)
      WHERE e.is_active
      ORDER BY e.id`,
   indexes: ENTITY_ANCESTORS_VIEW_0002.indexes,
