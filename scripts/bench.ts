@@ -1,0 +1,245 @@
+// `npm run bench`: this project's views and refresh path against the origin report's
+// formulation, on the same data, at several sizes (issue 6). Writes a JSON result file and prints
+// a markdown table. Runs on a throwaway embedded PostgreSQL unless --database-url names a server,
+// on which it creates (and drops) a scratch database of its own.
+//
+//   npm run bench -- [--sizes 10k,100k,1M] [--database-url URL] [--out .bench/results.json]
+//                    [--lookup-samples 10000] [--writer-seconds 10] [--writer-clients 4]
+//                    [--daemon-edits 5] [--random-seed 42]
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { redactUrl } from '../src/config/database-url.ts';
+import { type EmbeddedServer, startEmbeddedServer } from '../src/db/embedded-server.ts';
+import type { ConnectionOptions } from '../src/db/pool.ts';
+import { createLogger } from '../src/logging/logger.ts';
+import { Migrator } from '../src/migrate/migrator.ts';
+import { seedHierarchy } from '../src/seed/seed-hierarchy.ts';
+import { drawEntityIds } from '../src/slo/ancestor-lookup.ts';
+import {
+  callRefreshFunction,
+  cleanSkipCalls,
+  compareRefresh,
+  connect,
+  editToVisible,
+  idleLookups,
+  lookupsDuring,
+  timeMs,
+  writerOverhead,
+} from './bench/measure.ts';
+import {
+  type BenchReport,
+  checkTargets,
+  formatSize,
+  parseSize,
+  renderMarkdown,
+  type SizeResult,
+} from './bench/report.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    sizes: { type: 'string', default: '10k,100k,1M' },
+    'database-url': { type: 'string' },
+    out: { type: 'string', default: '.bench/results.json' },
+    'lookup-samples': { type: 'string', default: '10000' },
+    'writer-seconds': { type: 'string', default: '10' },
+    'writer-clients': { type: 'string', default: '4' },
+    'daemon-edits': { type: 'string', default: '5' },
+    'random-seed': { type: 'string', default: '42' },
+  },
+  strict: true,
+});
+
+const sizes = flags.sizes
+  .split(',')
+  .map(parseSize)
+  .sort((a, b) => a - b);
+const lookupSamples = positive(flags['lookup-samples'], 'lookup-samples');
+const writerSeconds = positive(flags['writer-seconds'], 'writer-seconds');
+const writerClients = positive(flags['writer-clients'], 'writer-clients');
+const daemonEdits = positive(flags['daemon-edits'], 'daemon-edits');
+const randomSeed = positive(flags['random-seed'], 'random-seed');
+
+function positive(text: string, flag: string): number {
+  const value = Number(text);
+  if (!(value > 0)) throw new Error(`--${flag}: expected a positive number, got '${text}'`);
+  return value;
+}
+
+function log(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+function cpuPressure(): number | null {
+  try {
+    const line = readFileSync('/proc/pressure/cpu', 'utf8').split('\n')[0] ?? '';
+    const match = /avg60=([\d.]+)/.exec(line);
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+const startedAt = new Date();
+let embedded: EmbeddedServer | undefined;
+let serverUrl = flags['database-url'];
+if (serverUrl === undefined) {
+  log('starting embedded PostgreSQL');
+  embedded = await startEmbeddedServer();
+  serverUrl = embedded.url;
+}
+const database = `hierarchy_db_bench_${randomBytes(4).toString('hex')}`;
+const admin = new pg.Client(serverUrl);
+await admin.connect();
+const cleanup = async () => {
+  await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).catch(() => {});
+  await admin.end().catch(() => {});
+  await embedded?.destroy();
+};
+
+try {
+  await admin.query(`CREATE DATABASE ${database}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${database}`;
+  const databaseUrl = url.toString();
+  const connection: ConnectionOptions = {
+    target: { url: databaseUrl, source: 'flag', display: `${url.hostname}:${url.port}` },
+    applicationName: 'hierarchy-db/bench',
+  };
+  log(`migrating ${redactUrl(databaseUrl)}`);
+  await new Migrator({ connection, logger: createLogger('warn') }).up();
+
+  const client = await connect(connection);
+  const settingNames = [
+    'server_version',
+    'shared_buffers',
+    'work_mem',
+    'maintenance_work_mem',
+    'max_parallel_workers_per_gather',
+    'synchronous_commit',
+    'fsync',
+    'jit',
+  ];
+  const { rows: settingRows } = await client.query<{ name: string; setting: string }>(
+    'SELECT name, current_setting(name) AS setting FROM unnest($1::text[]) AS name',
+    [settingNames],
+  );
+  const settings = Object.fromEntries(settingRows.map((r) => [r.name, r.setting]));
+
+  const results: SizeResult[] = [];
+  for (const entities of sizes) {
+    const label = formatSize(entities);
+    const pressureBefore = cpuPressure();
+    log(`${label}: seeding`);
+    const seed = await seedHierarchy(client, { entities, randomSeed, replace: true });
+
+    log(`${label}: full refresh of both views, ours then the origin formulation`);
+    const compared = await compareRefresh(connection);
+    const ratio = (kind: 'plain_ms' | 'concurrently_ms') =>
+      Math.round((compared.origin[kind].total / compared.ours[kind].total) * 10) / 10;
+
+    log(`${label}: forced refresh_hierarchy_views()`);
+    const forcedMs = await timeMs(() => callRefreshFunction(client, true));
+
+    const ids = await drawEntityIds(client, 100_000);
+    log(`${label}: ancestor lookups idle`);
+    const idle = await idleLookups(connection, ids, lookupSamples);
+    log(`${label}: ancestor lookups during concurrent refreshes`);
+    const duringConcurrent = await lookupsDuring(
+      connection,
+      ids,
+      `SELECT * FROM refresh_hierarchy_views(true, NULL, 'manual')`,
+      { samples: lookupSamples, minRuns: 1, maxMs: 120_000 },
+    );
+    log(`${label}: ancestor lookups during plain refreshes`);
+    const duringPlain = await lookupsDuring(
+      connection,
+      ids,
+      'REFRESH MATERIALIZED VIEW mv_entity_ancestors',
+      { samples: lookupSamples, minRuns: 1, maxMs: 5_000 },
+    );
+
+    log(`${label}: clean-skip refresh calls`);
+    const cleanSkip = await cleanSkipCalls(connection, 200);
+
+    log(`${label}: writer overhead of change tracking (${writerClients} clients)`);
+    const writer = await writerOverhead(connection, entities, {
+      clients: writerClients,
+      seconds: writerSeconds,
+    });
+
+    log(`${label}: edit-to-visible with the daemon --on-change`);
+    const visible = await editToVisible(connection, databaseUrl, ids, {
+      edits: daemonEdits,
+      debounce: '100ms',
+      maxWait: '5s',
+      timeoutMs: 600_000,
+    });
+
+    results.push({
+      entities,
+      active_entities: entities - seed.inactive,
+      depth: seed.depth,
+      seed_ms: Math.round(seed.durationMs),
+      refresh: {
+        ours: compared.ours,
+        origin: compared.origin,
+        ratio_plain: ratio('plain_ms'),
+        ratio_concurrently: ratio('concurrently_ms'),
+        same_rows: compared.same_rows,
+      },
+      refresh_function_forced_ms: forcedMs,
+      lookups: {
+        idle,
+        during_concurrent_refresh: duringConcurrent,
+        during_plain_refresh: duringPlain,
+      },
+      clean_skip_call: cleanSkip,
+      writer,
+      edit_to_visible: visible,
+      cpu_pressure_some_avg60_pct: { before: pressureBefore, after: cpuPressure() },
+    });
+    log(`${label}: done`);
+  }
+  await client.end();
+
+  const report: BenchReport = {
+    version: 1,
+    command: ['npm run bench --', ...process.argv.slice(2)].join(' '),
+    started_at: startedAt.toISOString(),
+    finished_at: new Date().toISOString(),
+    machine: {
+      cpus: os.cpus().length,
+      cpu_model: os.cpus()[0]?.model ?? 'unknown',
+      memory_gb: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+    },
+    server: {
+      kind: embedded ? 'embedded' : 'external',
+      version: settings.server_version ?? 'unknown',
+      settings,
+    },
+    options: {
+      sizes,
+      lookup_samples: lookupSamples,
+      writer_seconds: writerSeconds,
+      writer_clients: writerClients,
+      daemon_edits: daemonEdits,
+      random_seed: randomSeed,
+    },
+    results,
+    targets: checkTargets(results),
+  };
+  const out = resolve(flags.out);
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(out, `${JSON.stringify(report, null, 2)}\n`);
+  log(`wrote ${out}`);
+  process.stdout.write(`${renderMarkdown(report)}\n`);
+} finally {
+  await cleanup();
+}

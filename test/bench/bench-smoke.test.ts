@@ -1,0 +1,132 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
+
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(TSX, ['scripts/bench.ts', ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 110_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+// CI smoke run of `npm run bench` at 10k entities with short phases: the report must be
+// produced and well-formed. Never a timing assertion: durations only have to be numbers.
+describe('npm run bench (smoke, 10k)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hierarchy-db-bench-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('writes a well-formed JSON report and prints the markdown table', async () => {
+    const out = join(dir, 'results.json');
+    const result = await run([
+      '--sizes',
+      '10k',
+      '--database-url',
+      inject('adminUrl'),
+      '--out',
+      out,
+      '--lookup-samples',
+      '1000',
+      '--writer-seconds',
+      '1',
+      '--daemon-edits',
+      '1',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(await readFile(out, 'utf8'));
+
+    expect(report).toMatchObject({ version: 1, server: { kind: 'external' } });
+    expect(report.machine.cpus).toBeGreaterThan(0);
+    expect(report.results).toHaveLength(1);
+    const [size] = report.results;
+    expect(size.entities).toBe(10_000);
+    expect(size.active_entities).toBeGreaterThan(0);
+    expect(size.active_entities).toBeLessThan(10_000);
+    // Both formulations hold the same rows: the comparison is between equals.
+    expect(size.refresh.same_rows).toBe(true);
+
+    const isDuration = (value: unknown) => typeof value === 'number' && value >= 0;
+    for (const formulation of [size.refresh.ours, size.refresh.origin]) {
+      for (const kind of ['plain_ms', 'concurrently_ms']) {
+        const t = formulation[kind];
+        expect(
+          [t.mv_entity_ancestors, t.mv_descendant_counts, t.total].every(isDuration),
+          kind,
+        ).toBe(true);
+      }
+    }
+    expect(size.refresh.ratio_concurrently).toBeGreaterThan(0);
+    expect(isDuration(size.refresh_function_forced_ms)).toBe(true);
+    for (const summary of [
+      size.lookups.idle,
+      size.lookups.during_concurrent_refresh,
+      size.lookups.during_plain_refresh,
+      size.clean_skip_call,
+    ]) {
+      expect(summary.samples).toBeGreaterThan(0);
+      expect(
+        ['mean_ms', 'p50_ms', 'p95_ms', 'p99_ms', 'max_ms'].every((k) => isDuration(summary[k])),
+      ).toBe(true);
+      expect(summary.p50_ms).toBeLessThanOrEqual(summary.p99_ms);
+    }
+    expect(size.lookups.idle.samples).toBe(1000);
+    expect(size.lookups.during_concurrent_refresh.statement_runs).toBeGreaterThanOrEqual(1);
+    // Nothing changed between the calls: every view skipped.
+    expect(size.clean_skip_call.statuses).toEqual(['skipped']);
+    expect(size.writer.with_tracking_per_s).toBeGreaterThan(0);
+    expect(size.writer.without_tracking_per_s).toBeGreaterThan(0);
+    expect(size.writer.phases).toBe(4);
+    expect(size.edit_to_visible.measured, size.edit_to_visible.reason).toBe(true);
+    expect(size.edit_to_visible.samples).toBe(1);
+
+    expect(report.targets.length).toBeGreaterThanOrEqual(6);
+    for (const target of report.targets) {
+      expect(typeof target.target).toBe('string');
+      expect(typeof target.measured).toBe('string');
+      expect([true, false, null]).toContain(target.met);
+    }
+
+    expect(result.stdout).toContain('| measure | 10k |');
+    expect(result.stdout).toContain('| target | measured | met |');
+    // The scratch database it created is gone.
+    const database = /\/(hierarchy_db_bench_[0-9a-f]+)/.exec(result.stderr)?.[1];
+    expect(database).toBeDefined();
+    const admin = new pg.Client(inject('adminUrl'));
+    await admin.connect();
+    try {
+      const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [
+        database,
+      ]);
+      expect(rowCount).toBe(0);
+    } finally {
+      await admin.end();
+    }
+  });
+});
