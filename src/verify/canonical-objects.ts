@@ -10,7 +10,7 @@ import {
   DESCENDANT_COUNTS_VIEW,
   ENTITY_ANCESTORS_VIEW,
   type ViewDefinition,
-} from '../../migrations/0002_hierarchy_views.ts';
+} from '../../migrations/0004_fast_hierarchy_views.ts';
 import * as refreshEngineMigration from '../../migrations/0003_refresh_engine.ts';
 import { recordMigrationSql } from './migration-sql.ts';
 import { functionNameOf, splitSqlStatements } from './sql-text.ts';
@@ -75,7 +75,7 @@ export interface CanonicalObjects {
 }
 
 const ENTITIES_SOURCE = '0001_entities';
-const VIEWS_SOURCE = '0002_hierarchy_views';
+const VIEWS_SOURCE = '0004_fast_hierarchy_views';
 const REFRESH_SOURCE = '0003_refresh_engine';
 
 let cached: Promise<CanonicalObjects> | undefined;
