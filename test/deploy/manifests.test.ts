@@ -384,7 +384,7 @@ describe('Dockerfile', () => {
       match[1]!.trim().split(/\s+/),
     );
     expect(sources).toEqual(
-      expect.arrayContaining(['bin/', 'src/', 'migrations/', 'sql/', 'package.json']),
+      expect.arrayContaining(['bin/', 'src/', 'migrations/', 'package.json']),
     );
     for (const source of sources) {
       expect(existsSync(join(REPO_ROOT, source)), source).toBe(true);
