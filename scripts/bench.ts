@@ -100,6 +100,13 @@ const cleanup = async () => {
   await admin.end().catch(() => {});
   await embedded?.destroy();
 };
+// Ctrl-C or a kill must not leave a server or a scratch database behind.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: cleaning up`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
 
 try {
   await admin.query(`CREATE DATABASE ${database}`);
@@ -204,9 +211,20 @@ try {
       cpu_pressure_some_avg60_pct: { before: pressureBefore, after: cpuPressure() },
     });
     log(`${label}: done`);
+    // Written after every size: a long run that fails later still leaves its numbers.
+    await writeReport(results, settings);
   }
   await client.end();
+  const report = await writeReport(results, settings);
+  process.stdout.write(`${renderMarkdown(report)}\n`);
+} finally {
+  await cleanup();
+}
 
+async function writeReport(
+  results: SizeResult[],
+  settings: Record<string, string>,
+): Promise<BenchReport> {
   const report: BenchReport = {
     version: 1,
     command: ['npm run bench --', ...process.argv.slice(2)].join(' '),
@@ -239,7 +257,5 @@ try {
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, `${JSON.stringify(report, null, 2)}\n`);
   log(`wrote ${out}`);
-  process.stdout.write(`${renderMarkdown(report)}\n`);
-} finally {
-  await cleanup();
+  return report;
 }
