@@ -3,21 +3,22 @@
 // `npm run bench` (docs/benchmark.md). The definitions are exported like 0002's: they are now the
 // canonical ones `verify` compares with and `repair` rebuilds from.
 //
-// What made 0002's slow, and what replaces it:
-// - Its ancestor walk probed the parent_path index once per entity (1M random index probes),
-//   leaves included. Only entities with children can be ancestors (about 1 in 5 with fanout 8):
-//   the walk now runs over those alone, and every entity takes its parent's breadcrumb in one
-//   final join.
-// - Its descendant count exploded every active entity into all its prefixes (5M rows at 1M) and
-//   grouped them by ltree. Counting active children per parent first, then exploding only the
-//   parents' prefixes, groups about 1M rows instead.
+// What changed, and why:
+// - ORDER BY entity_id on both views. REFRESH ... CONCURRENTLY first checks the new rows for
+//   duplicates by sorting them on the whole-row image, whose first column is entity_id. Rows that
+//   arrive in that order make each sort run a linear pass (PostgreSQL's sort detects presorted
+//   input): the check dropped from 9.2 s to 3.7 s for mv_descendant_counts at 1M rows, for about
+//   1 s spent sorting in the query. It is the largest single cost of a concurrent refresh.
+// - Descendant counts: 0002 exploded every active entity into all its prefixes (5M rows at 1M)
+//   and grouped them by ltree. Counting active children per parent first, then adding each
+//   parent's count to its own prefixes, groups about 1M rows instead.
 // - ltree has no hash opclass before PostgreSQL 17 (ltree 1.3), so joins and groupings on ltree
-//   fall back to sorts or nested loops on 15 and 16. Keys are compared as text (ltree2text),
-//   which hashes on every version: the same plan shapes on 15 and 18.
-// - ORDER BY entity_id: REFRESH ... CONCURRENTLY first checks the new rows for duplicates by
-//   sorting them on the whole-row image, whose first column is entity_id. Rows that arrive in that
-//   order make each sort run a linear pass (PostgreSQL's sort detects presorted input): the check
-//   dropped from 9.2 s to 3.7 s for mv_descendant_counts at 1M rows, for 1.2 s spent sorting here.
+//   fall back to sorts on 15 and 16. The large grouping and join use text keys (ltree2text),
+//   which hash on every version: the same plan shapes on 15 and 18.
+// - The ancestor walk stays 0002's (one parent_path index probe per entity). A walk over only
+//   the entities that have children, joined back by key, computed the view 30% faster, but its
+//   joins between CTEs have no statistics: after a burst of writes the planner once chose a
+//   nested loop that ran for minutes at 1M. The index-driven walk has no such plan to fall into.
 import type { MigrationBuilder } from 'node-pg-migrate';
 import {
   DESCENDANT_COUNTS_VIEW as DESCENDANT_COUNTS_VIEW_0002,
@@ -29,42 +30,14 @@ import { ROLES_SQL } from './0003_refresh_engine.ts';
 export type { ViewDefinition };
 
 /**
- * One row per active entity with every proper ancestor, root first, parent last.
- * `internal` holds the entities that have a child (inactive ones too: the breadcrumb is
- * structural); the walk builds their breadcrumbs level by level, and each entity appends its
- * parent to the parent's. The foreign key guarantees every non-root's parent exists, so the
- * LEFT JOIN finds it for every non-root; roots get empty arrays, never NULL or {NULL}.
- * `DISTINCT ON (key)` only tells the planner what is true anyway, that key is unique: a CTE has no
- * statistics, and without it the final join is estimated at millions of rows per thousand
- * entities, so small hierarchies paid for a JIT compilation (0.5 s at 10k entities).
+ * One row per active entity with every proper ancestor, root first, parent last: 0002's walk
+ * (down from the roots, one level per iteration, carrying the breadcrumb arrays; inactive
+ * entities are walked through, the breadcrumb is structural), with rows in entity_id order.
  */
 export const ENTITY_ANCESTORS_VIEW: ViewDefinition = {
   name: 'mv_entity_ancestors',
-  query: `
-    WITH RECURSIVE
-      internal AS MATERIALIZED (
-        SELECT p.id, p.name, ltree2text(p.path) AS key, ltree2text(p.parent_path) AS parent_key
-          FROM entities p
-         WHERE ltree2text(p.path) IN (SELECT ltree2text(c.parent_path) FROM entities c)
-      ),
-      chain AS (
-        SELECT i.id, i.name, i.key, '{}'::bigint[] AS ancestor_ids, '{}'::text[] AS ancestors
-          FROM internal i
-         WHERE i.parent_key IS NULL
-        UNION ALL
-        SELECT i.id, i.name, i.key, p.ancestor_ids || p.id, p.ancestors || p.name
-          FROM chain p
-          JOIN internal i ON i.parent_key = p.key
-      )
-    SELECT e.id AS entity_id, e.name, e.path, e.path_depth, e.confidence_score,
-           CASE WHEN e.parent_path IS NULL THEN '{}'::bigint[]
-                ELSE p.ancestor_ids || p.id END AS ancestor_ids,
-           CASE WHEN e.parent_path IS NULL THEN '{}'::text[]
-                ELSE p.ancestors || p.name END AS ancestors
-      FROM entities e
-      LEFT JOIN (SELECT DISTINCT ON (key) * FROM chain) p ON p.key = ltree2text(e.parent_path)
-     WHERE e.is_active
-     ORDER BY e.id`,
+  query: `${ENTITY_ANCESTORS_VIEW_0002.query}
+     ORDER BY id`,
   indexes: ENTITY_ANCESTORS_VIEW_0002.indexes,
 };
 
