@@ -6,12 +6,12 @@
 // migration redefines an object, point the import below at it: test/verify/canonical-objects
 // fails while an object still points at an older migration than the newest defining it.
 import * as entitiesMigration from '../../migrations/0001_entities.ts';
+import * as refreshEngineMigration from '../../migrations/0003_refresh_engine.ts';
 import {
   DESCENDANT_COUNTS_VIEW,
   ENTITY_ANCESTORS_VIEW,
   type ViewDefinition,
 } from '../../migrations/0004_fast_hierarchy_views.ts';
-import * as refreshEngineMigration from '../../migrations/0003_refresh_engine.ts';
 import { recordMigrationSql } from './migration-sql.ts';
 import { functionNameOf, splitSqlStatements } from './sql-text.ts';
 
