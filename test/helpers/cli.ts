@@ -22,6 +22,11 @@ export interface RunCliOptions {
 
 /** Runs `hierarchy-db ...args` and collects its output. */
 export function runCli(args: string[], options: RunCliOptions = {}): Promise<CliResult> {
+  return runNode([CLI_PATH, ...args], options);
+}
+
+/** Runs `node ...args` with a clean connection environment and collects its output. */
+export function runNode(args: string[], options: RunCliOptions = {}): Promise<CliResult> {
   const env: Record<string, string | undefined> = { ...process.env };
   for (const key of Object.keys(env)) {
     if (key === 'DATABASE_URL' || key.startsWith('PG') || key.startsWith('HIERARCHY_DB_'))
@@ -30,7 +35,7 @@ export function runCli(args: string[], options: RunCliOptions = {}): Promise<Cli
   Object.assign(env, options.env);
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI_PATH, ...args], {
+    const child = spawn(process.execPath, args, {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
