@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { REFRESH_LOCK_KEY } from '../../migrations/0003_refresh_engine.ts';
+import { REFRESH_LOCK_KEY } from '../refresh/refresh-lock.ts';
 import type { ViewName } from '../refresh/views.ts';
 
 /** What claiming a schedule tick decided. */

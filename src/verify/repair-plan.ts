@@ -1,4 +1,4 @@
-import { REFRESH_LOCK_KEY } from '../../migrations/0003_refresh_engine.ts';
+import { REFRESH_LOCK_KEY } from '../refresh/refresh-lock.ts';
 import type { CanonicalObjects } from './canonical-objects.ts';
 import type { CheckResult, Repair } from './repairs.ts';
 import type { SchemaFacts } from './schema-inspector.ts';
