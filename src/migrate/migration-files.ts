@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../config/config-error.ts';
 
-/** The directory the project's migrations ship in. */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+import { MIGRATIONS_DIR } from '../package-paths.ts';
+
+export { MIGRATIONS_DIR };
 
 const MIGRATION_EXTENSIONS = new Set(['.ts', '.js', '.sql']);
 
