@@ -1,7 +1,9 @@
-// Faster definitions of the two materialized views (issue 6): same columns, same rows
-// (SPEC 2.2, 2.3), measured at 1 000 000 entities with EXPLAIN (ANALYZE, BUFFERS) and
-// `npm run bench` (docs/benchmark.md). The definitions are exported like 0002's: they are now the
-// canonical ones `verify` compares with and `repair` rebuilds from.
+// Faster definitions of the two materialized views: same columns, same rows (docs/semantics.md),
+// measured at 1 000 000 entities with EXPLAIN (ANALYZE, BUFFERS) and `npm run bench`
+// (docs/benchmark.md). Self-contained, like every migration: it carries its own copy of each
+// definition (the current canonical ones live in sql/). Its SQL is the same as when it was first
+// released, when it imported 0002's and 0003's definitions instead; src/migrate/released-checksums.ts
+// records that earlier file's checksum, so databases migrated then do not report it modified.
 //
 // What changed, and why:
 // - ORDER BY entity_id on both views. REFRESH ... CONCURRENTLY first checks the new rows for
@@ -20,35 +22,70 @@
 //   joins between CTEs have no statistics: after a burst of writes the planner once chose a
 //   nested loop that ran for minutes at 1M. The index-driven walk has no such plan to fall into.
 import type { MigrationBuilder } from 'node-pg-migrate';
-import {
-  DESCENDANT_COUNTS_VIEW as DESCENDANT_COUNTS_VIEW_0002,
-  ENTITY_ANCESTORS_VIEW as ENTITY_ANCESTORS_VIEW_0002,
-  type ViewDefinition,
-} from './0002_hierarchy_views.ts';
-import { ROLES_SQL } from './0003_refresh_engine.ts';
 
-export type { ViewDefinition };
+interface ViewDefinition {
+  name: string;
+  query: string;
+  indexes: { name: string; sql: string }[];
+}
 
-/**
- * One row per active entity with every proper ancestor, root first, parent last: 0002's walk
- * (down from the roots, one level per iteration, carrying the breadcrumb arrays; inactive
- * entities are walked through, the breadcrumb is structural), with rows in entity_id order.
- */
-export const ENTITY_ANCESTORS_VIEW: ViewDefinition = {
-  name: 'mv_entity_ancestors',
-  query: `${ENTITY_ANCESTORS_VIEW_0002.query}
+const ANCESTORS_INDEXES = [
+  {
+    name: 'mv_entity_ancestors_entity_id_key',
+    sql: 'CREATE UNIQUE INDEX mv_entity_ancestors_entity_id_key ON mv_entity_ancestors (entity_id)',
+  },
+  {
+    name: 'mv_entity_ancestors_path_gist',
+    sql: 'CREATE INDEX mv_entity_ancestors_path_gist ON mv_entity_ancestors USING gist (path)',
+  },
+  {
+    name: 'mv_entity_ancestors_depth_path_idx',
+    sql: 'CREATE INDEX mv_entity_ancestors_depth_path_idx ON mv_entity_ancestors (path_depth, path)',
+  },
+];
+
+const DESCENDANT_COUNTS_INDEXES = [
+  {
+    name: 'mv_descendant_counts_entity_id_key',
+    sql: 'CREATE UNIQUE INDEX mv_descendant_counts_entity_id_key ON mv_descendant_counts (entity_id)',
+  },
+  {
+    name: 'mv_descendant_counts_path_gist',
+    sql: 'CREATE INDEX mv_descendant_counts_path_gist ON mv_descendant_counts USING gist (path)',
+  },
+  {
+    name: 'mv_descendant_counts_depth_path_idx',
+    sql: 'CREATE INDEX mv_descendant_counts_depth_path_idx ON mv_descendant_counts (path_depth, path)',
+  },
+];
+
+/** This migration's definitions. */
+const VIEWS: ViewDefinition[] = [
+  {
+    name: 'mv_entity_ancestors',
+    query: `
+    WITH RECURSIVE chain AS (
+      SELECT e.id, e.name, e.path, e.path_depth, e.confidence_score, e.is_active,
+             '{}'::bigint[] AS ancestor_ids,
+             '{}'::text[] AS ancestors
+        FROM entities e
+       WHERE e.parent_path IS NULL
+      UNION ALL
+      SELECT c.id, c.name, c.path, c.path_depth, c.confidence_score, c.is_active,
+             p.ancestor_ids || p.id,
+             p.ancestors || p.name
+        FROM chain p
+        JOIN entities c ON c.parent_path = p.path
+    )
+    SELECT id AS entity_id, name, path, path_depth, confidence_score, ancestor_ids, ancestors
+      FROM chain
+     WHERE is_active
      ORDER BY id`,
-  indexes: ENTITY_ANCESTORS_VIEW_0002.indexes,
-};
-
-/**
- * One row per active entity with the number of active entities strictly below it.
- * An active entity d is strictly below e exactly when d's parent is e or below e, so each
- * parent's count of active children is added to the parent itself and to each of its prefixes.
- */
-export const DESCENDANT_COUNTS_VIEW: ViewDefinition = {
-  name: 'mv_descendant_counts',
-  query: `
+    indexes: ANCESTORS_INDEXES,
+  },
+  {
+    name: 'mv_descendant_counts',
+    query: `
     SELECT e.id AS entity_id, e.name, e.path, e.path_depth, e.confidence_score,
            COALESCE(below.descendant_count, 0)::bigint AS descendant_count
       FROM entities e
@@ -64,14 +101,83 @@ export const DESCENDANT_COUNTS_VIEW: ViewDefinition = {
       ) below ON below.key = ltree2text(e.path)
      WHERE e.is_active
      ORDER BY e.id`,
-  indexes: DESCENDANT_COUNTS_VIEW_0002.indexes,
-};
+    indexes: DESCENDANT_COUNTS_INDEXES,
+  },
+];
+
+/** 0002's definitions, restored by `down`. */
+const PREVIOUS_VIEWS: ViewDefinition[] = [
+  {
+    name: 'mv_entity_ancestors',
+    query: `
+    WITH RECURSIVE chain AS (
+      SELECT e.id, e.name, e.path, e.path_depth, e.confidence_score, e.is_active,
+             '{}'::bigint[] AS ancestor_ids,
+             '{}'::text[] AS ancestors
+        FROM entities e
+       WHERE e.parent_path IS NULL
+      UNION ALL
+      SELECT c.id, c.name, c.path, c.path_depth, c.confidence_score, c.is_active,
+             p.ancestor_ids || p.id,
+             p.ancestors || p.name
+        FROM chain p
+        JOIN entities c ON c.parent_path = p.path
+    )
+    SELECT id AS entity_id, name, path, path_depth, confidence_score, ancestor_ids, ancestors
+      FROM chain
+     WHERE is_active`,
+    indexes: ANCESTORS_INDEXES,
+  },
+  {
+    name: 'mv_descendant_counts',
+    query: `
+    SELECT e.id AS entity_id, e.name, e.path, e.path_depth, e.confidence_score,
+           COALESCE(below.descendant_count, 0)::bigint AS descendant_count
+      FROM entities e
+      LEFT JOIN (
+        SELECT subpath(d.path, 0, level) AS path, count(*) AS descendant_count
+          FROM entities d
+         CROSS JOIN LATERAL generate_series(1, d.path_depth - 1) AS level
+         WHERE d.is_active
+         GROUP BY 1
+      ) below ON below.path = e.path
+     WHERE e.is_active`,
+    indexes: DESCENDANT_COUNTS_INDEXES,
+  },
+];
+
+/** Creates the roles when the migrating role may, and grants their privileges (as 0003 does). */
+const ROLES_SQL = `DO $do$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = current_user AND (rolsuper OR rolcreaterole)) THEN
+    -- Roles are cluster-wide: another database may have created them, possibly right now.
+    BEGIN
+      CREATE ROLE hierarchy_reader NOLOGIN;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END;
+    BEGIN
+      CREATE ROLE hierarchy_refresher NOLOGIN;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END;
+  ELSIF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname IN ('hierarchy_reader', 'hierarchy_refresher')) THEN
+    RAISE NOTICE 'hierarchy-db: role % may not create roles; skipping hierarchy_reader and hierarchy_refresher', current_user;
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hierarchy_reader') THEN
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO hierarchy_reader', current_schema());
+    GRANT SELECT ON mv_entity_ancestors, mv_descendant_counts TO hierarchy_reader;
+    GRANT EXECUTE ON FUNCTION hierarchy_view_status() TO hierarchy_reader;
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hierarchy_refresher') THEN
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO hierarchy_refresher', current_schema());
+    GRANT EXECUTE ON FUNCTION refresh_hierarchy_views(boolean, text[], text) TO hierarchy_refresher;
+  END IF;
+END $do$`;
 
 /**
  * Drops and recreates each view with its indexes, in the migration's transaction. Readers of the
- * views wait for the commit (the new views are computed WITH DATA, as in 0002: REFRESH ...
- * CONCURRENTLY needs a populated view), so run it when a pause of a few seconds per million
- * entities is acceptable.
+ * views wait for the commit (the new views are computed WITH DATA: REFRESH ... CONCURRENTLY needs
+ * a populated view). Later migrations rebuild beside and swap instead
+ * (sql/functions/hierarchy_rebuild_view.sql), so readers never wait for a rebuild.
  */
 function replaceViews(pgm: MigrationBuilder, views: ViewDefinition[]): void {
   for (const view of views) {
@@ -84,9 +190,9 @@ function replaceViews(pgm: MigrationBuilder, views: ViewDefinition[]): void {
 }
 
 export async function up(pgm: MigrationBuilder): Promise<void> {
-  replaceViews(pgm, [ENTITY_ANCESTORS_VIEW, DESCENDANT_COUNTS_VIEW]);
+  replaceViews(pgm, VIEWS);
 }
 
 export async function down(pgm: MigrationBuilder): Promise<void> {
-  replaceViews(pgm, [ENTITY_ANCESTORS_VIEW_0002, DESCENDANT_COUNTS_VIEW_0002]);
+  replaceViews(pgm, PREVIOUS_VIEWS);
 }

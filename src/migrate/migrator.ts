@@ -6,6 +6,7 @@ import { type ConnectionOptions, clientConfig, createClient } from '../db/pool.t
 import type { Logger } from '../logging/logger.ts';
 import { acquireSchemaLock } from './advisory-lock.ts';
 import { listMigrationFiles, MIGRATIONS_DIR, type MigrationFile } from './migration-files.ts';
+import { isSameMigration, RELEASED_CHECKSUMS } from './released-checksums.ts';
 
 /** node-pg-migrate's bookkeeping table. */
 export const MIGRATIONS_TABLE = 'hierarchy_db_migrations';
@@ -200,7 +201,11 @@ export class Migrator {
         .filter((m) => {
           const file = byName.get(m.name);
           const recorded = checksums.get(m.name);
-          return file !== undefined && recorded !== undefined && recorded !== file.checksum;
+          return (
+            file !== undefined &&
+            recorded !== undefined &&
+            !isSameMigration(m.name, recorded, file.checksum)
+          );
         })
         .map((m) => `${m.name}${extensionOf(byName.get(m.name))}`),
       missing: applied.filter((m) => !byName.has(m.name)).map((m) => m.name),
@@ -238,6 +243,16 @@ export class Migrator {
        SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (name) DO NOTHING`,
       [files.map((f) => f.name), files.map((f) => f.checksum)],
     );
+    // A file recorded under an equivalent earlier checksum now records its current one.
+    for (const file of files) {
+      const earlier = RELEASED_CHECKSUMS[file.name];
+      if (!earlier) continue;
+      await client.query(
+        `UPDATE ${CHECKSUMS_TABLE} SET checksum = $2, recorded_at = now()
+          WHERE name = $1 AND checksum = ANY ($3::text[])`,
+        [file.name, file.checksum, earlier],
+      );
+    }
   }
 
   async #withClient<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
