@@ -5,13 +5,12 @@
 // exports them, otherwise the SQL its `up` emits, recorded without a database). When a new
 // migration redefines an object, point the import below at it: test/verify/canonical-objects
 // fails while an object still points at an older migration than the newest defining it.
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as entitiesMigration from '../../migrations/0001_entities.ts';
 import * as refreshEngineMigration from '../../migrations/0003_refresh_engine.ts';
-import {
-  DESCENDANT_COUNTS_VIEW,
-  ENTITY_ANCESTORS_VIEW,
-  type ViewDefinition,
-} from '../../migrations/0004_fast_hierarchy_views.ts';
+import { SQL_DIR } from '../package-paths.ts';
 import { recordMigrationSql } from './migration-sql.ts';
 import { functionNameOf, splitSqlStatements } from './sql-text.ts';
 
@@ -73,6 +72,44 @@ export interface CanonicalObjects {
   grantsSql: string;
   grantsSource: string;
 }
+
+interface ViewDefinition {
+  name: string;
+  query: string;
+  indexes: { name: string; sql: string }[];
+}
+
+/** Interim: the view's query from its sql/views definition file, and its three indexes. */
+function viewFromSql(name: string, definition: string): ViewDefinition {
+  const text = readFileSync(join(SQL_DIR, 'views', `${definition}.sql`), 'utf8');
+  const query = text
+    .slice(text.indexOf(' AS\n') + 4)
+    .trim()
+    .replace(/;$/, '');
+  return {
+    name,
+    query,
+    indexes: [
+      {
+        name: `${name}_entity_id_key`,
+        sql: `CREATE UNIQUE INDEX ${name}_entity_id_key ON ${name} (entity_id)`,
+      },
+      {
+        name: `${name}_path_gist`,
+        sql: `CREATE INDEX ${name}_path_gist ON ${name} USING gist (path)`,
+      },
+      {
+        name: `${name}_depth_path_idx`,
+        sql: `CREATE INDEX ${name}_depth_path_idx ON ${name} (path_depth, path)`,
+      },
+    ],
+  };
+}
+const ENTITY_ANCESTORS_VIEW = viewFromSql('mv_entity_ancestors', 'hierarchy_ancestors_definition');
+const DESCENDANT_COUNTS_VIEW = viewFromSql(
+  'mv_descendant_counts',
+  'hierarchy_descendant_counts_definition',
+);
 
 const ENTITIES_SOURCE = '0001_entities';
 const VIEWS_SOURCE = '0004_fast_hierarchy_views';
