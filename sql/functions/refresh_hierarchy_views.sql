@@ -185,7 +185,7 @@ BEGIN
            WHERE t.tgrelid = 'entities'::regclass AND t.tgname LIKE 'entities\_capture\_%';
           v_apply := NULL;
           IF NOT p_full AND v_state.snapshot IS NOT NULL AND v_capture THEN
-            SELECT count(*), bool_or(r.entity_id IS NULL) INTO v_pending_rows, v_truncated
+            SELECT count(*), COALESCE(bool_or(r.entity_id IS NULL), false) INTO v_pending_rows, v_truncated
               FROM hierarchy_change_rows r
              WHERE NOT pg_visible_in_snapshot(r.xid, v_state.snapshot);
             IF NOT v_truncated AND v_pending_rows <= GREATEST(10000, COALESCE(v_state.row_count, 0) / 5) THEN

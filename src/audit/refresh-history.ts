@@ -8,10 +8,15 @@ export interface HistoryRow {
   view: string;
   trigger: string;
   status: string;
+  /** A code: why it was skipped, failed or cancelled, or why a relation was rebuilt. */
+  reason: string | null;
+  /** concurrent | plain | incremental | full | rebuild; null when nothing was done. */
+  method: string | null;
   started_at: string;
   finished_at: string;
   duration_ms: number;
   rows: number | null;
+  rows_changed: number | null;
   staleness_ms: number | null;
   pending_changes: number | null;
   data_as_of: string | null;
@@ -47,10 +52,13 @@ export async function readHistory(
     view: r.view_name,
     trigger: r.trigger,
     status: r.status,
+    reason: r.reason,
+    method: r.method,
     started_at: new Date(r.started_at).toISOString(),
     finished_at: new Date(r.finished_at).toISOString(),
     duration_ms: Number(r.duration_ms),
     rows: r.rows === null ? null : Number(r.rows),
+    rows_changed: r.rows_changed === null ? null : Number(r.rows_changed),
     staleness_ms: r.staleness_ms === null ? null : Number(r.staleness_ms),
     pending_changes: r.pending_changes === null ? null : Number(r.pending_changes),
     data_as_of: r.data_as_of ? new Date(r.data_as_of).toISOString() : null,

@@ -1,11 +1,22 @@
 import { type Kysely, sql } from 'kysely';
 import type { Database } from '../db/schema.ts';
-import type { RefreshStatus, RefreshTrigger, ViewName } from '../refresh/views.ts';
+import type {
+  RefreshMethod,
+  RefreshReason,
+  RefreshStatus,
+  RefreshTrigger,
+  ViewName,
+  ViewStrategy,
+} from '../refresh/views.ts';
 
 /** The last non-skipped refresh attempt of a view. */
 export interface LastRefresh {
   status: RefreshStatus;
   trigger: RefreshTrigger;
+  /** Why it failed or was cancelled, or why the relation was rebuilt; null when refreshed. */
+  reason: RefreshReason | null;
+  method: RefreshMethod | null;
+  rows_changed: number | null;
   started_at: string;
   finished_at: string;
   duration_ms: number;
@@ -14,6 +25,8 @@ export interface LastRefresh {
 /** One view in `status` (SPEC 3). */
 export interface ViewStatus {
   view: ViewName;
+  /** How the view is maintained, as recorded in the database. */
+  strategy: ViewStrategy;
   populated: boolean;
   /** Data age: now minus the earliest change not reflected in the view; 0 when fresh. */
   staleness_ms: number;
@@ -26,16 +39,27 @@ export interface ViewStatus {
 export async function readViewStatus(db: Kysely<Database>): Promise<ViewStatus[]> {
   const status = await sql<{
     view_name: ViewName;
+    strategy: ViewStrategy | null;
     populated: boolean;
     staleness_ms: number;
     pending_changes: number;
-  }>`SELECT view_name, populated, staleness_ms, pending_changes FROM hierarchy_view_status()`.execute(
+  }>`SELECT view_name, strategy, populated, staleness_ms, pending_changes FROM hierarchy_view_status()`.execute(
     db,
   );
 
   const latest = await db
     .selectFrom('mv_refresh_audit')
-    .select(['view_name', 'status', 'trigger', 'started_at', 'finished_at', 'duration_ms'])
+    .select([
+      'view_name',
+      'status',
+      'trigger',
+      'reason',
+      'method',
+      'rows_changed',
+      'started_at',
+      'finished_at',
+      'duration_ms',
+    ])
     .distinctOn('view_name')
     .where('status', '<>', 'skipped')
     .orderBy('view_name')
@@ -48,6 +72,7 @@ export async function readViewStatus(db: Kysely<Database>): Promise<ViewStatus[]
     const last = byView.get(row.view_name);
     return {
       view: row.view_name,
+      strategy: row.strategy ?? 'materialized',
       populated: row.populated,
       staleness_ms: Number(row.staleness_ms),
       pending_changes: Number(row.pending_changes),
@@ -55,6 +80,9 @@ export async function readViewStatus(db: Kysely<Database>): Promise<ViewStatus[]
         ? {
             status: last.status,
             trigger: last.trigger,
+            reason: last.reason as RefreshReason | null,
+            method: last.method as RefreshMethod | null,
+            rows_changed: last.rows_changed === null ? null : Number(last.rows_changed),
             started_at: new Date(last.started_at).toISOString(),
             finished_at: new Date(last.finished_at).toISOString(),
             duration_ms: Number(last.duration_ms),

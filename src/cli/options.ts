@@ -34,8 +34,11 @@ export const lockTimeoutOption = {
 
 /** The detail column of refresh results and audit rows: `SQLSTATE message`, or the message. */
 export function formatRefreshDetail(row: {
+  reason?: string | null;
   error_code: string | null;
   error_message: string | null;
 }): string | null {
-  return row.error_code ? `${row.error_code} ${row.error_message}` : row.error_message;
+  const message = row.error_code ? `${row.error_code} ${row.error_message}` : row.error_message;
+  if (!row.reason) return message;
+  return message ? `${row.reason}: ${message}` : row.reason;
 }

@@ -24,6 +24,11 @@ export class ChangeDebouncer {
     this.#options = options;
   }
 
+  /** True when no change is waiting to fire. */
+  get idle(): boolean {
+    return this.#firstAt === undefined;
+  }
+
   /** A change was notified. */
   notify(): void {
     this.#changes++;

@@ -4,6 +4,8 @@ import { HIERARCHY_VIEWS, type RefreshStatus, type ViewName } from '../refresh/v
 import type { ViewStatusSample } from './database-monitor.ts';
 
 const STATUSES: readonly RefreshStatus[] = ['refreshed', 'skipped', 'failed', 'cancelled'];
+/** `method` label values of the duration histogram: how the view was refreshed, or `none`. */
+const METHODS = ['concurrent', 'plain', 'incremental', 'full', 'none'] as const;
 
 /**
  * The Prometheus metrics of SPEC section 4, in a registry of their own (nothing else is exported,
@@ -18,8 +20,8 @@ export class DaemonMetrics {
   readonly registry = new Registry();
   readonly #duration = new Histogram({
     name: 'hierarchy_refresh_duration_seconds',
-    help: 'Duration of refresh attempts that did work (refreshed, failed or cancelled), per view.',
-    labelNames: ['view'] as const,
+    help: 'Duration of refresh attempts that did work (refreshed, failed or cancelled), per view and method (none: failed before a method was chosen).',
+    labelNames: ['view', 'method'] as const,
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
     registers: [this.registry],
   });
@@ -55,7 +57,7 @@ export class DaemonMetrics {
 
   constructor() {
     for (const view of HIERARCHY_VIEWS) {
-      this.#duration.zero({ view });
+      for (const method of METHODS) this.#duration.zero({ view, method });
       for (const status of STATUSES) this.#total.inc({ view, status }, 0);
       this.#staleness.set({ view }, 0);
       this.#pending.set({ view }, 0);
@@ -79,7 +81,10 @@ export class DaemonMetrics {
     for (const result of results) {
       this.#total.inc({ view: result.view, status: result.status });
       if (result.status !== 'skipped') {
-        this.#duration.observe({ view: result.view }, result.duration_ms / 1000);
+        this.#duration.observe(
+          { view: result.view, method: result.method ?? 'none' },
+          result.duration_ms / 1000,
+        );
       }
       if (result.status === 'refreshed') this.#lastSuccess.set({ view: result.view }, now / 1000);
     }

@@ -5,13 +5,16 @@ import {
   DEFAULT_LOCK_TIMEOUT_MS,
   DEFAULT_STATEMENT_TIMEOUT_MS,
 } from '../refresh/refresh-engine.ts';
+import { DEFAULT_POLL_INTERVAL_MS } from './change-poller.ts';
 
 /** Daemon settings as flags give them (strings; durations such as `500ms`, `30s`, `5m`). */
 export interface DaemonOptions {
   /** Cron expression, 5 fields or 6 with seconds first. Default: none. */
   schedule?: string | undefined;
-  /** Refresh when `hierarchy_changed` notifications arrive. Default false. */
+  /** Refresh when the change log shows new writes (polled). Default false. */
   onChange?: boolean | undefined;
+  /** Time between probes of the change log with `onChange`. Default `250ms`. */
+  pollInterval?: string | undefined;
   /** Quiet period after the last change before a change refresh. Default `1s`. */
   debounce?: string | undefined;
   /** Longest wait after the first unreflected change. Default `10s`. */
@@ -32,6 +35,7 @@ export interface DaemonOptions {
 export interface ResolvedDaemonOptions {
   schedule: string | undefined;
   onChange: boolean;
+  pollIntervalMs: number;
   debounceMs: number;
   maxWaitMs: number;
   httpHost: string;
@@ -76,6 +80,7 @@ export function resolveDaemonOptions(options: DaemonOptions): ResolvedDaemonOpti
   return {
     schedule,
     onChange,
+    pollIntervalMs: duration(options.pollInterval, 'poll-interval', DEFAULT_POLL_INTERVAL_MS),
     debounceMs,
     maxWaitMs,
     httpHost,

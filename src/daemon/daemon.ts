@@ -4,7 +4,7 @@ import type { ConnectionOptions } from '../db/pool.ts';
 import type { Logger } from '../logging/logger.ts';
 import { RefreshEngine } from '../refresh/refresh-engine.ts';
 import { ChangeDebouncer } from './change-debouncer.ts';
-import { ChangeListener } from './change-listener.ts';
+import { ChangePoller } from './change-poller.ts';
 import { CronSchedule } from './cron-schedule.ts';
 import { DaemonMetrics } from './daemon-metrics.ts';
 import type { ResolvedDaemonOptions } from './daemon-options.ts';
@@ -51,10 +51,11 @@ export class Daemon {
   readonly #metrics = new DaemonMetrics();
   #refreshDb: DatabaseHandle | undefined;
   #monitorDb: DatabaseHandle | undefined;
+  #pollDb: DatabaseHandle | undefined;
   #engine: RefreshEngine | undefined;
   #monitor: DatabaseMonitor | undefined;
   #loop: RefreshLoop | undefined;
-  #listener: ChangeListener | undefined;
+  #poller: ChangePoller | undefined;
   #debouncer: ChangeDebouncer | undefined;
   #schedule: CronSchedule | undefined;
   #http: HttpServer | undefined;
@@ -132,7 +133,7 @@ export class Daemon {
       logger,
       onUp: () => {
         this.#metrics.setDatabaseUp(true);
-        this.#listener?.reconnectNow();
+        this.#poller?.probeNow();
         this.#loop?.resume();
       },
       onDown: () => this.#metrics.setDatabaseUp(false),
@@ -167,17 +168,31 @@ export class Daemon {
         },
       });
       const debouncer = this.#debouncer;
-      this.#listener = new ChangeListener({
-        connection: this.#connection,
-        logger,
-        onChange: () => debouncer.notify(),
-        onListening: () => {
-          monitor.probeSoon(); // the database is back: do not wait out the monitor's backoff
-          void this.#catchUp();
-        },
-        onLost: () => monitor.probeSoon(),
+      // Writers send no NOTIFY (it would serialize their commits): the change log is polled.
+      this.#pollDb = openDatabase({
+        ...this.#connection,
+        applicationName: `${DAEMON_APPLICATION_NAME}-poll`,
+        max: 1,
       });
-      this.#listener.start();
+      this.#poller = new ChangePoller({
+        pool: this.#pollDb.pool,
+        logger,
+        intervalMs: options.pollIntervalMs,
+        onChange: () => debouncer.notify(),
+        onPending: () => {
+          // Pending without a new write: at start, after an outage, or a late commit of an
+          // older transaction. Arm the debouncer once; a running refresh will be followed up.
+          if (debouncer.idle && !loop.running) {
+            logger.info(
+              { event: 'change.catch_up' },
+              'changes are pending that no refresh has reflected yet; refreshing',
+            );
+            debouncer.notify();
+          }
+        },
+        onFailure: () => monitor.probeSoon(),
+      });
+      this.#poller.start();
     }
 
     if (options.schedule !== undefined) {
@@ -215,22 +230,11 @@ export class Daemon {
   #readiness(): Readiness {
     const reasons: string[] = [];
     if (!this.#monitor?.up) reasons.push('database unreachable');
-    if (this.#options.onChange && !this.#listener?.listening) {
-      reasons.push(`not listening on hierarchy_changed`);
+    if (this.#options.onChange && !this.#poller?.healthy) {
+      reasons.push('change probe failing');
     }
     if (this.#stopping) reasons.push('shutting down');
     return { ready: reasons.length === 0, reasons };
-  }
-
-  /** After (re)LISTEN: notifications may have been missed, so refresh once if changes wait. */
-  async #catchUp(): Promise<void> {
-    const pending = await this.#monitor?.pendingChanges();
-    if (pending === 0) return;
-    this.#logger.info(
-      { event: 'change.catch_up', pending_changes: pending ?? null },
-      'catching up on changes made while not listening',
-    );
-    this.#loop?.request({ trigger: 'change' });
   }
 
   async #shutdown(signal: string): Promise<void> {
@@ -242,7 +246,7 @@ export class Daemon {
     this.#schedule?.stop();
     this.#debouncer?.stop();
     this.#loop?.stop();
-    await this.#listener?.stop();
+    await this.#poller?.stop();
 
     const running = this.#loop?.running;
     if (running) await this.#finishOrCancel(running);
@@ -293,9 +297,14 @@ export class Daemon {
     this.#debouncer?.stop();
     this.#loop?.stop();
     this.#monitor?.stop();
-    await this.#listener?.stop();
+    await this.#poller?.stop();
     await Promise.all(
-      [this.#http?.close(), this.#refreshDb?.close(), this.#monitorDb?.close()].map((closing) =>
+      [
+        this.#http?.close(),
+        this.#refreshDb?.close(),
+        this.#monitorDb?.close(),
+        this.#pollDb?.close(),
+      ].map((closing) =>
         Promise.race([closing?.catch(() => {}), sleep(CLOSE_BOUND_MS, undefined, { ref: false })]),
       ),
     );

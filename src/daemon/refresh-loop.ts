@@ -31,9 +31,6 @@ export interface RefreshLoopOptions {
   pendingChanges: () => Promise<number | undefined>;
 }
 
-/** The function's message when its single-flight lock is taken (see migrations/0003). */
-const LOCK_BUSY_MESSAGE = 'another refresh is running';
-
 /**
  * Runs refreshes one at a time and coalesces everything that asks for one meanwhile.
  *
@@ -132,7 +129,7 @@ export class RefreshLoop {
       }
       this.#options.onResults(results);
       if (request.trigger === 'change') {
-        if (results.some((r) => r.error_message?.startsWith(LOCK_BUSY_MESSAGE))) {
+        if (results.some((r) => r.reason === 'lock_busy')) {
           this.#recheckLater();
         } else {
           this.#recheckBackoff.reset();

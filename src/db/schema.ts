@@ -13,7 +13,7 @@ export interface EntitiesTable {
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }
 
-/** `mv_entity_ancestors` (SPEC 2.2). */
+/** `mv_entity_ancestors`: a materialized view or a table, by strategy (docs/semantics.md). */
 export interface EntityAncestorsView {
   entity_id: number;
   name: string;
@@ -24,7 +24,7 @@ export interface EntityAncestorsView {
   ancestors: string[];
 }
 
-/** `mv_descendant_counts` (SPEC 2.3). */
+/** `mv_descendant_counts`: a materialized view or a table, by strategy (docs/semantics.md). */
 export interface DescendantCountsView {
   entity_id: number;
   name: string;
@@ -34,16 +34,19 @@ export interface DescendantCountsView {
   descendant_count: number;
 }
 
-/** `mv_refresh_audit` (SPEC 2.6). */
+/** `mv_refresh_audit`: one row per refresh attempt that did or tried work (docs/semantics.md). */
 export interface RefreshAuditTable {
   id: Generated<number>;
   view_name: string;
   trigger: 'schedule' | 'change' | 'manual' | 'sql';
   status: 'refreshed' | 'skipped' | 'failed' | 'cancelled';
+  reason: string | null;
+  method: string | null;
   started_at: Date;
   finished_at: Date;
   duration_ms: number;
   rows: number | null;
+  rows_changed: number | null;
   staleness_ms: number | null;
   pending_changes: number | null;
   data_as_of: Date | null;

@@ -2,14 +2,26 @@ import type pg from 'pg';
 import { isConnectionFailure, toConnectionError } from '../db/connection-error.ts';
 import { SQLSTATE, sqlState } from '../db/sqlstate.ts';
 import type { Logger } from '../logging/logger.ts';
-import type { RefreshStatus, RefreshTrigger, ViewName } from './views.ts';
+import type {
+  RefreshMethod,
+  RefreshReason,
+  RefreshStatus,
+  RefreshTrigger,
+  ViewName,
+} from './views.ts';
 
-/** One row of `refresh_hierarchy_views()`, as SPEC 3 prints it. */
+/** One row of `refresh_hierarchy_views()` (sql/functions/refresh_hierarchy_views.sql). */
 export interface RefreshResult {
   view: ViewName;
   status: RefreshStatus;
+  /** Why it was skipped, failed or cancelled, as a code; null when refreshed. */
+  reason: RefreshReason | null;
+  /** How it was refreshed; null when nothing was done. */
+  method: RefreshMethod | null;
   duration_ms: number;
   rows: number | null;
+  /** Rows inserted, updated or deleted (incremental strategy); null when unknown. */
+  rows_changed: number | null;
   /** Staleness the refresh cured; null when the call was interrupted before measuring it. */
   staleness_ms: number | null;
   error_code: string | null;
@@ -21,6 +33,8 @@ export interface RefreshOptions {
   trigger: Exclude<RefreshTrigger, 'sql'>;
   /** Refresh views that have no pending change too. Default false. */
   force?: boolean;
+  /** Recompute from the definition whatever the strategy (reconciliation). Default false. */
+  full?: boolean;
   /** Only these views. Default: both. */
   views?: readonly ViewName[];
   /** `statement_timeout` of the call; 0 = none. Default {@link DEFAULT_STATEMENT_TIMEOUT_MS}. */
@@ -111,15 +125,23 @@ export class RefreshEngine {
         return [];
       }
       const { rows } = await client.query<Omit<RefreshResult, 'view'> & { view_name: ViewName }>(
-        'SELECT * FROM refresh_hierarchy_views($1, $2, $3)',
-        [options.force ?? false, views ?? options.views ?? null, options.trigger],
+        'SELECT * FROM refresh_hierarchy_views($1, $2, $3, $4)',
+        [
+          options.force ?? false,
+          views ?? options.views ?? null,
+          options.trigger,
+          options.full ?? false,
+        ],
       );
       await client.query('COMMIT');
       const results = rows.map((r) => ({
         view: r.view_name,
         status: r.status,
+        reason: r.reason,
+        method: r.method,
         duration_ms: Number(r.duration_ms),
         rows: r.rows === null ? null : Number(r.rows),
+        rows_changed: r.rows_changed === null ? null : Number(r.rows_changed),
         staleness_ms: r.staleness_ms === null ? null : Number(r.staleness_ms),
         error_code: r.error_code,
         error_message: r.error_message,

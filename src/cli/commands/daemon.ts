@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { DEFAULT_POLL_INTERVAL_MS } from '../../daemon/change-poller.ts';
 import { Daemon } from '../../daemon/daemon.ts';
 import {
   DEFAULT_DEBOUNCE_MS,
@@ -16,6 +17,7 @@ import { lockTimeoutOption, statementTimeoutOption } from '../options.ts';
 interface DaemonArgs extends GlobalArgs {
   schedule?: string;
   'on-change': boolean;
+  'poll-interval': string;
   debounce: string;
   'max-wait': string;
   'http-host': string;
@@ -41,7 +43,13 @@ export const daemonCommand: CommandModule<GlobalArgs, DaemonArgs> = {
         type: 'boolean',
         default: false,
         describe:
-          'LISTEN on hierarchy_changed and refresh (trigger change) once writes are quiet for --debounce, at most --max-wait after the first change',
+          'poll the change log every --poll-interval and refresh (trigger change) once writes are quiet for --debounce, at most --max-wait after the first change',
+      })
+      .option('poll-interval', {
+        type: 'string',
+        default: `${DEFAULT_POLL_INTERVAL_MS}ms`,
+        describe:
+          'with --on-change: time between probes of the change log (each costs well under 1 ms)',
       })
       .option('debounce', {
         type: 'string',
@@ -81,6 +89,7 @@ export const daemonCommand: CommandModule<GlobalArgs, DaemonArgs> = {
       const options = resolveDaemonOptions({
         schedule: args.schedule,
         onChange: args['on-change'],
+        pollInterval: args['poll-interval'],
         debounce: args.debounce,
         maxWait: args['max-wait'],
         httpHost: args['http-host'],

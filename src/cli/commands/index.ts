@@ -10,12 +10,14 @@ import { seedCommand } from './seed.ts';
 import { sloCommand } from './slo.ts';
 import { statusCommand } from './status.ts';
 import { verifyCommand } from './verify.ts';
+import { viewsCommand } from './views.ts';
 
 /** Every command, in the order `--help` lists them. */
 export const commands: CommandModule<GlobalArgs, never>[] = [
   migrateCommand as never,
   refreshCommand as never,
   statusCommand as never,
+  viewsCommand as never,
   historyCommand as never,
   verifyCommand as never,
   repairCommand as never,

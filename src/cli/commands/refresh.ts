@@ -15,6 +15,7 @@ import { formatTable, printJson, printLine } from '../print.ts';
 
 interface RefreshArgs extends GlobalArgs {
   force: boolean;
+  full: boolean;
   view?: string[];
   json: boolean;
   'statement-timeout': string;
@@ -31,6 +32,12 @@ export const refreshCommand: CommandModule<GlobalArgs, RefreshArgs> = {
         type: 'boolean',
         default: false,
         describe: 'refresh views that have no pending change too',
+      })
+      .option('full', {
+        type: 'boolean',
+        default: false,
+        describe:
+          'recompute from the definition whatever the strategy, applying only the difference (restores an incremental table that drifted; see verify --data)',
       })
       .option('view', {
         type: 'string',
@@ -53,6 +60,7 @@ export const refreshCommand: CommandModule<GlobalArgs, RefreshArgs> = {
         }).refresh({
           trigger: 'manual',
           force: args.force,
+          full: args.full,
           ...(views ? { views } : {}),
           statementTimeoutMs,
           lockTimeoutMs,
@@ -63,12 +71,23 @@ export const refreshCommand: CommandModule<GlobalArgs, RefreshArgs> = {
       } else {
         printLine(
           formatTable(
-            ['view', 'status', 'duration_ms', 'rows', 'staleness_ms', 'detail'],
+            [
+              'view',
+              'status',
+              'method',
+              'duration_ms',
+              'rows',
+              'changed',
+              'staleness_ms',
+              'detail',
+            ],
             results.map((r) => [
               r.view,
               r.status,
+              r.method,
               r.duration_ms.toFixed(1),
               r.rows,
+              r.rows_changed,
               r.staleness_ms,
               formatRefreshDetail(r),
             ]),

@@ -37,14 +37,15 @@ export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
       } else {
         printLine(
           formatTable(
-            ['view', 'populated', 'staleness', 'pending', 'last refresh'],
+            ['view', 'strategy', 'populated', 'staleness', 'pending', 'last refresh'],
             views.map((v) => [
               v.view,
+              v.strategy,
               v.populated ? 'yes' : 'NO',
               v.staleness_ms === 0 ? 'fresh' : formatDuration(v.staleness_ms),
               v.pending_changes,
               v.last_refresh
-                ? `${v.last_refresh.status} (${v.last_refresh.trigger}) at ${v.last_refresh.started_at} in ${formatDuration(v.last_refresh.duration_ms)}`
+                ? `${v.last_refresh.status}${v.last_refresh.method ? ` ${v.last_refresh.method}` : ''} (${v.last_refresh.trigger}) at ${v.last_refresh.started_at} in ${formatDuration(v.last_refresh.duration_ms)}`
                 : 'never',
             ]),
           ),
