@@ -807,6 +807,7 @@ DECLARE
   v_stop_status  text;
   v_stop_reason  text;
   v_stop_message text;
+  v_stop_code    text;
   v_locked       boolean := false;
   v_apply        record;
   v_pending_rows bigint;
@@ -861,7 +862,7 @@ BEGIN
     ELSE
       v_stop_status := 'cancelled'; v_stop_reason := 'cancelled';
     END IF;
-    GET STACKED DIAGNOSTICS v_stop_message = MESSAGE_TEXT;
+    GET STACKED DIAGNOSTICS v_stop_code = RETURNED_SQLSTATE, v_stop_message = MESSAGE_TEXT;
     v_stop_message := v_stop_message || ' (before the refresh started)';
   END;
 
@@ -874,7 +875,7 @@ BEGIN
       v_status := v_stop_status;
       v_reason := v_stop_reason;
       v_message := v_stop_message;
-      v_code := CASE WHEN v_stop_reason IN ('statement_timeout', 'cancelled') THEN '57014' END;
+      v_code := v_stop_code;
     ELSE
       BEGIN
         SELECT p.pending_changes, p.oldest_change_at INTO v_pending, v_oldest

@@ -23,9 +23,12 @@ export interface ChangePollerOptions {
   intervalMs?: number;
   /** A transaction that wrote `entities` committed since the previous probe. */
   onChange: () => void;
-  /** Changes are pending although no new write was seen (at start, after an outage, or a
-   * transaction with an older xid committing late): the daemon must not forget them. */
-  onPending: () => void;
+  /**
+   * Changes are pending although no new write was seen: `catchUp` is true on the first probe
+   * after start or after failed probes (changes may have waited for a while), false otherwise
+   * (a transaction with an older xid committed late, or a refresh did not reflect everything).
+   */
+  onPending: (catchUp: boolean) => void;
   /** The probe failed (the database is probably down); it is retried with backoff. */
   onFailure?: (error: unknown) => void;
 }
@@ -78,7 +81,8 @@ export class ChangePoller {
     while (!this.#stopped) {
       let delayMs = this.#intervalMs;
       try {
-        this.#see(await this.#probe());
+        const probe = await this.#probe();
+        this.#see(probe, !this.#healthy);
         this.#healthy = true;
         this.#backoff.reset();
       } catch (error) {
@@ -106,11 +110,10 @@ export class ChangePoller {
     return { lastChange: rows[0]?.last_change ?? null, pending: rows[0]?.pending ?? false };
   }
 
-  #see(probe: ChangeProbe): void {
-    const first = this.#lastChange === undefined;
-    const changed = !first && probe.lastChange !== this.#lastChange;
+  #see(probe: ChangeProbe, catchUp: boolean): void {
+    const changed = !catchUp && probe.lastChange !== this.#lastChange;
     this.#lastChange = probe.lastChange;
     if (changed && probe.pending) this.#options.onChange();
-    else if (probe.pending) this.#options.onPending();
+    else if (probe.pending) this.#options.onPending(catchUp);
   }
 }

@@ -179,14 +179,17 @@ export class Daemon {
         logger,
         intervalMs: options.pollIntervalMs,
         onChange: () => debouncer.notify(),
-        onPending: () => {
-          // Pending without a new write: at start, after an outage, or a late commit of an
-          // older transaction. Arm the debouncer once; a running refresh will be followed up.
-          if (debouncer.idle && !loop.running) {
+        onPending: (catchUp) => {
+          if (catchUp) {
+            // At start or after an outage: these changes may have waited long; refresh now.
             logger.info(
               { event: 'change.catch_up' },
-              'changes are pending that no refresh has reflected yet; refreshing',
+              'catching up on changes no refresh has reflected yet',
             );
+            loop.request({ trigger: 'change' });
+          } else if (debouncer.idle && !loop.running) {
+            // A late commit of an older transaction, or changes a refresh could not take:
+            // treat it as a write (debounced), never as a reason to refresh in a tight loop.
             debouncer.notify();
           }
         },

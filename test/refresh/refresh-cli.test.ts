@@ -53,12 +53,16 @@ describe('refresh, status and history (CLI)', () => {
           'duration_ms',
           'error_code',
           'error_message',
+          'method',
+          'reason',
           'rows',
+          'rows_changed',
           'staleness_ms',
           'status',
           'view',
         ].sort(),
       );
+      expect([r.method, r.reason]).toEqual(['concurrent', null]);
       expect(r.rows).toBe(4);
       expect(r.staleness_ms).toBeGreaterThanOrEqual(2_000);
     }

@@ -15,6 +15,12 @@ describe('refresh_hierarchy_views() from SQL', () => {
     extra.push(client);
     return client;
   };
+  const cleanSkips = async () =>
+    (
+      await db.client.query<{ n: number }>(
+        'SELECT clean_skips::int AS n FROM hierarchy_view_status()',
+      )
+    ).rows.map((r) => r.n);
   const status = async () =>
     (
       await db.client.query(
@@ -38,24 +44,27 @@ describe('refresh_hierarchy_views() from SQL', () => {
     await db.client.query('TRUNCATE mv_refresh_audit');
   });
 
-  it('audits a psql call with trigger sql, skips clean views, and reports the rows', async () => {
+  it('audits a psql call with trigger sql, counts clean skips without auditing them, and reports the rows', async () => {
     await db.client.query(`UPDATE entities SET name = 'b2' WHERE path = 'a.b'`);
     const first = await db.client.query('SELECT * FROM refresh_hierarchy_views()');
-    expect(first.rows.map((r) => [r.view_name, r.status, Number(r.rows)])).toEqual([
-      ['mv_entity_ancestors', 'refreshed', 3],
-      ['mv_descendant_counts', 'refreshed', 3],
+    expect(
+      first.rows.map((r) => [r.view_name, r.status, r.reason, r.method, Number(r.rows)]),
+    ).toEqual([
+      ['mv_entity_ancestors', 'refreshed', null, 'concurrent', 3],
+      ['mv_descendant_counts', 'refreshed', null, 'concurrent', 3],
     ]);
+    const skipsBefore = await cleanSkips();
     const second = await db.client.query('SELECT * FROM refresh_hierarchy_views()');
-    expect(second.rows.map((r) => [r.view_name, r.status, r.error_message])).toEqual([
-      ['mv_entity_ancestors', 'skipped', 'no pending changes'],
-      ['mv_descendant_counts', 'skipped', 'no pending changes'],
+    expect(second.rows.map((r) => [r.view_name, r.status, r.reason, r.method])).toEqual([
+      ['mv_entity_ancestors', 'skipped', 'no_changes', null],
+      ['mv_descendant_counts', 'skipped', 'no_changes', null],
     ]);
+    // A clean skip is counted on the view's state, not written as an audit row.
+    expect((await cleanSkips()).map((n, i) => n - (skipsBefore[i] ?? 0))).toEqual([1, 1]);
     const audit = await auditRows(db.client);
     expect(audit.map((r) => [r.view_name, r.trigger, r.status])).toEqual([
       ['mv_entity_ancestors', 'sql', 'refreshed'],
       ['mv_descendant_counts', 'sql', 'refreshed'],
-      ['mv_entity_ancestors', 'sql', 'skipped'],
-      ['mv_descendant_counts', 'sql', 'skipped'],
     ]);
     const pid = (await db.client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
     for (const row of audit) {
@@ -129,7 +138,10 @@ describe('refresh_hierarchy_views() from SQL', () => {
     const started = Date.now();
     const second = await db.client.query('SELECT * FROM refresh_hierarchy_views(true)');
     const secondMs = Date.now() - started;
-    expect(second.rows.map((r) => r.status)).toEqual(['skipped', 'skipped']);
+    expect(second.rows.map((r) => [r.status, r.reason])).toEqual([
+      ['skipped', 'lock_busy'],
+      ['skipped', 'lock_busy'],
+    ]);
     expect(second.rows[0].error_message).toMatch(/another refresh is running \(backend pid \d+\)/);
     expect(secondMs).toBeLessThan(1000);
     await blocker.query('COMMIT');
@@ -187,9 +199,9 @@ describe('refresh_hierarchy_views() from SQL', () => {
     try {
       await db.client.query(`SET statement_timeout = '300ms'`);
       const { rows } = await db.client.query('SELECT * FROM refresh_hierarchy_views(true)');
-      expect(rows.map((r) => [r.view_name, r.status, r.error_code])).toEqual([
-        ['mv_entity_ancestors', 'failed', '57014'],
-        ['mv_descendant_counts', 'skipped', null],
+      expect(rows.map((r) => [r.view_name, r.status, r.reason, r.error_code])).toEqual([
+        ['mv_entity_ancestors', 'failed', 'statement_timeout', '57014'],
+        ['mv_descendant_counts', 'skipped', 'statement_timeout', null],
       ]);
     } finally {
       await db.client.query('RESET statement_timeout');
@@ -220,9 +232,9 @@ describe('refresh_hierarchy_views() from SQL', () => {
     await db.client.query('SELECT pg_cancel_backend($1)', [victimPid]);
     const { rows } = await call;
     await blocker.query('COMMIT');
-    expect(rows.map((r) => [r.status, r.error_code])).toEqual([
-      ['cancelled', '57014'],
-      ['cancelled', null],
+    expect(rows.map((r) => [r.status, r.reason, r.error_code])).toEqual([
+      ['cancelled', 'cancelled', '57014'],
+      ['cancelled', 'cancelled', null],
     ]);
     const locks = await db.client.query(
       `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = $1`,
@@ -231,25 +243,55 @@ describe('refresh_hierarchy_views() from SQL', () => {
     expect(locks.rows[0].n).toBe(0);
   });
 
-  it('sends one NOTIFY per writing transaction, none for a rollback', async () => {
+  it('tells a lock timeout by its SQLSTATE: failed, reason lock_timeout', async () => {
+    await db.client.query(`UPDATE entities SET name = 'l' WHERE path = 'a'`);
+    const blocker = await connect();
+    await blocker.query('BEGIN');
+    await blocker.query('REFRESH MATERIALIZED VIEW CONCURRENTLY mv_entity_ancestors'); // holds its EXCLUSIVE lock until COMMIT
+    try {
+      await db.client.query(`SET lock_timeout = '200ms'`);
+      const { rows } = await db.client.query('SELECT * FROM refresh_hierarchy_views(true)');
+      expect(rows.map((r) => [r.view_name, r.status, r.reason, r.error_code])).toEqual([
+        ['mv_entity_ancestors', 'failed', 'lock_timeout', '55P03'],
+        ['mv_descendant_counts', 'refreshed', null, null],
+      ]);
+    } finally {
+      await db.client.query('RESET lock_timeout');
+      await blocker.query('COMMIT');
+    }
+  });
+
+  it('sends no NOTIFY from writers, and one from the refresher after a refresh', async () => {
     const listener = await connect();
-    const received: string[] = [];
+    const writes: string[] = [];
+    const refreshes: string[] = [];
     listener.on('notification', (n) => {
-      if (n.channel === 'hierarchy_changed') received.push(n.payload ?? '');
+      if (n.channel === 'hierarchy_changed') writes.push(n.payload ?? '');
+      if (n.channel === 'hierarchy_views_refreshed') refreshes.push(n.payload ?? '');
     });
     await listener.query('LISTEN hierarchy_changed');
+    await listener.query('LISTEN hierarchy_views_refreshed');
     await db.client.query('BEGIN');
     await db.client.query(`UPDATE entities SET name = 'n1' WHERE path = 'a'`);
     await db.client.query(`INSERT INTO entities (name, path) VALUES ('d', 'a.d')`);
-    await db.client.query(`DELETE FROM entities WHERE path = 'a.d'`);
     await db.client.query('COMMIT');
-    await db.client.query('BEGIN');
+    await db.client.query('SELECT * FROM refresh_hierarchy_views()');
+    // Notifications of one session arrive in commit order: once the refresher's has arrived, a
+    // writer's sent before it would have arrived too.
+    await waitFor(async () => refreshes.length === 1);
+    expect(writes).toEqual([]);
+    const payload = JSON.parse(refreshes[0]!);
+    expect(payload).toEqual({
+      views: ['mv_entity_ancestors', 'mv_descendant_counts'],
+      rows_changed: null,
+      entity_ids: null,
+      all: true,
+    });
+    await db.client.query('SELECT * FROM refresh_hierarchy_views()'); // nothing pending: no NOTIFY
     await db.client.query(`UPDATE entities SET name = 'n2' WHERE path = 'a'`);
-    await db.client.query('ROLLBACK');
-    await db.client.query('TRUNCATE entities');
-    await new Promise((r) => setTimeout(r, 300));
-    expect(received).toHaveLength(2);
-    expect(new Set(received).size).toBe(2);
+    await db.client.query('SELECT * FROM refresh_hierarchy_views()');
+    await waitFor(async () => refreshes.length === 2);
+    expect(writes).toEqual([]);
   });
 
   it('lets concurrent writers proceed without waiting on each other', async () => {
