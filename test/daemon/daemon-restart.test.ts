@@ -44,7 +44,6 @@ describe('daemon across a database restart', () => {
 
     const daemon = startDaemon(server.url, ['--on-change', '--debounce', '200ms']);
     await waitForReady(daemon);
-    await daemon.waitForLog((l) => l.event === 'listen.started');
     const pid = daemon.child.pid;
 
     const stoppedAt = Date.now();
