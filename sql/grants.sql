@@ -8,6 +8,7 @@ REVOKE ALL ON FUNCTION hierarchy_view_status() FROM PUBLIC;
 REVOKE ALL ON FUNCTION hierarchy_pending_changes(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hierarchy_changes_probe() FROM PUBLIC;
 REVOKE ALL ON FUNCTION hierarchy_track_change() FROM PUBLIC;
+REVOKE ALL ON FUNCTION entities_touch_updated_at() FROM PUBLIC;
 REVOKE ALL ON FUNCTION hierarchy_capture_rows() FROM PUBLIC;
 REVOKE ALL ON FUNCTION hierarchy_set_row_capture(boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hierarchy_apply_ancestors(pg_snapshot) FROM PUBLIC;

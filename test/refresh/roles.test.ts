@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 
 // Least privilege (SPEC 2.5): hierarchy_refresher may only run the refresh, hierarchy_reader may
@@ -11,6 +12,7 @@ describe('roles and the SECURITY DEFINER refresh', () => {
   const reader = `hdbt_reader_${suffix}`;
   const writer = `hdbt_writer_${suffix}`;
   const nobody = `hdbt_nobody_${suffix}`;
+  const daemonLogin = `hdbt_daemon_${suffix}`;
   const asRole = async (role: string, statement: string) => {
     await db.client.query(`SET ROLE ${role}`);
     try {
@@ -28,10 +30,14 @@ describe('roles and the SECURITY DEFINER refresh', () => {
     await db.client.query(`GRANT hierarchy_refresher TO ${refresher}`);
     await db.client.query(`GRANT hierarchy_reader TO ${reader}`);
     await db.client.query(`GRANT SELECT, INSERT, UPDATE ON entities TO ${writer}`);
+    // What the README gives the daemon: a login role holding both roles.
+    await db.client.query(
+      `CREATE ROLE ${daemonLogin} LOGIN IN ROLE hierarchy_reader, hierarchy_refresher`,
+    );
   });
   afterAll(async () => {
     if (db) {
-      for (const role of [refresher, reader, writer, nobody]) {
+      for (const role of [refresher, reader, writer, nobody, daemonLogin]) {
         await db.client.query(`DROP OWNED BY ${role}`).catch(() => {});
         await db.client.query(`DROP ROLE IF EXISTS ${role}`).catch(() => {});
       }
@@ -49,6 +55,60 @@ describe('roles and the SECURITY DEFINER refresh', () => {
     expect(rows[0].prosecdef).toBe(true);
     expect(rows[0].proconfig).toEqual(['search_path=public, pg_temp']);
     expect(rows[0].public_exec).toBe(false);
+  });
+
+  it('grants PUBLIC execute on none of the project functions', async () => {
+    const { rows } = await db.client.query<{ fn: string }>(
+      `SELECT p.oid::regprocedure::text AS fn FROM pg_proc p
+        WHERE p.pronamespace = 'public'::regnamespace
+          AND (p.proname LIKE 'hierarchy\\_%' OR p.proname IN ('refresh_hierarchy_views', 'entities_touch_updated_at'))
+          AND has_function_privilege('public', p.oid, 'EXECUTE')`,
+    );
+    expect(rows.map((r) => r.fn)).toEqual([]);
+    const all = await db.client.query(
+      `SELECT count(*)::int AS n FROM pg_proc p WHERE p.proname LIKE 'hierarchy\\_%'`,
+    );
+    expect(all.rows[0].n).toBeGreaterThanOrEqual(10); // the query above did see them
+    await expect(asRole(nobody, 'SELECT * FROM hierarchy_view_status()')).rejects.toMatchObject({
+      code: '42501',
+    });
+    await expect(
+      asRole(nobody, 'SELECT * FROM hierarchy_pending_changes($$mv_entity_ancestors$$)'),
+    ).rejects.toMatchObject({
+      code: '42501',
+    });
+  });
+
+  it('lets the daemon login role (reader + refresher) run status, history, views and the change probe', async () => {
+    await db.client.query('SELECT * FROM refresh_hierarchy_views(true)');
+    const probe = await asRole(daemonLogin, 'SELECT * FROM hierarchy_changes_probe()');
+    expect(probe.rows[0].pending).toBe(false);
+    const url = new URL(db.url);
+    url.username = daemonLogin;
+    url.password = '';
+    for (const args of [
+      ['status', '--json'],
+      ['history', '--json'],
+      ['views', '--json'],
+    ]) {
+      const result = await runCli([
+        ...args,
+        '--database-url',
+        url.toString(),
+        '--log-level',
+        'warn',
+      ]);
+      expect(result.code, `${args[0]}: ${result.stderr}`).toBe(0);
+      expect(() => JSON.parse(result.stdout)).not.toThrow();
+    }
+    const refresh = await runCli([
+      'refresh',
+      '--json',
+      '--force',
+      '--database-url',
+      url.toString(),
+    ]);
+    expect(refresh.code, refresh.stderr).toBe(0);
   });
 
   it('lets hierarchy_refresher refresh, and nothing else', async () => {
