@@ -43,7 +43,7 @@ export interface SchemaLockOptions {
  * @returns a function that releases the lock
  */
 export async function acquireSchemaLock(
-  client: pg.Client,
+  client: pg.ClientBase,
   options: SchemaLockOptions = {},
 ): Promise<() => Promise<void>> {
   const waitMs = options.waitMs ?? 300_000;
@@ -72,7 +72,7 @@ export async function acquireSchemaLock(
   }
 }
 
-async function lockHolderPid(client: pg.Client): Promise<number | undefined> {
+async function lockHolderPid(client: pg.ClientBase): Promise<number | undefined> {
   const key = SCHEMA_LOCK_KEY;
   const { rows } = await client.query<{ pid: number }>(
     `SELECT pid FROM pg_locks

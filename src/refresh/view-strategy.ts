@@ -103,7 +103,7 @@ export interface SetViewStrategyOptions {
  * @returns the views afterwards
  */
 export async function setViewStrategy(
-  client: pg.Client,
+  client: pg.ClientBase,
   options: SetViewStrategyOptions,
 ): Promise<ViewInfo[]> {
   const release = await acquireSchemaLock(client, {
