@@ -1,107 +1,116 @@
--- Incremental apply for mv_descendant_counts under the incremental strategy: applies the
--- captured row changes committed after p_since (the snapshot the table reflects) and visible
--- now, in one statement and one snapshot (see hierarchy_apply_ancestors.sql for why).
+-- Incremental apply for mv_descendant_counts under the incremental strategy: applies the captured
+-- row changes committed after p_since (the snapshot the table reflects) and visible in this
+-- call's first statement, whose snapshot is returned (see hierarchy_apply_ancestors.sql for why
+-- that is exact in READ COMMITTED, and why the id sets are passed as arrays).
 --
 -- Counts change by deltas, never by recounting a subtree. Let C be the changed entities. The
 -- table holds exactly the entities active at p_since, with their paths then; entities holds the
 -- state now. For any path P, count_now(P) = count_then(P) + delta(P), where delta(P) adds 1 for
 -- each entity of C active now strictly below P and subtracts 1 for each entity of C in the table
--- (active then) strictly below P; entities outside C are unchanged and contribute equally.
+-- (active then) strictly below P; entities outside C contribute the same to both.
 --   - an entity outside C keeps its path: its new count is its stored count + delta(its path);
 --   - an entity of C active now at path P: count_then(P) is its stored count when its path did
---     not change, else the number of table rows strictly below P (an index scan of what was
---     there: nothing, for a subtree moved to a new place; the old subtree, for a reactivation);
+--     not change; 0 when no entity held P at p_since (nothing can be below a path nobody held:
+--     the parent foreign key), which is so when P is no old path in the batch — an entity outside
+--     C keeps its path, so only entities of C can have left P; else the number of table rows
+--     strictly below P (an index scan of what was there, e.g. the subtree of a reactivation);
 --   - an entity of C not active now loses its row.
--- A moved subtree's inner counts come out unchanged on their own. A TRUNCATE in the pending set
--- makes the statement change nothing and return needs_full.
+-- A moved subtree's inner counts come out unchanged on their own. The delta is computed from the
+-- table and entities in one statement, before the table changes. A TRUNCATE in the batch returns
+-- needs_full without changing anything.
 CREATE OR REPLACE FUNCTION hierarchy_apply_descendant_counts(
     p_since pg_snapshot,
     OUT applied_snapshot pg_snapshot, OUT needs_full boolean, OUT rows_changed bigint,
     OUT rows_inserted bigint, OUT rows_deleted bigint, OUT changed_ids bigint[])
   LANGUAGE plpgsql VOLATILE
   SET search_path FROM CURRENT
+  -- Per-row index work over a few rows: JIT compiling it would cost more than running it (its
+  -- generate_series and lateral estimates look large to the planner).
+  SET jit = off
 AS $fn$
+DECLARE
+  v_changed   bigint[];
+  v_old_paths text[];
 BEGIN
-  WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s),
-  pending AS MATERIALIZED (
-    SELECT DISTINCT r.entity_id
-      FROM hierarchy_change_rows r CROSS JOIN snap
-     WHERE pg_visible_in_snapshot(r.xid, snap.s)
-       AND NOT pg_visible_in_snapshot(r.xid, p_since)
-  ),
-  guard AS MATERIALIZED (
-    SELECT EXISTS (SELECT 1 FROM pending WHERE entity_id IS NULL) AS truncated
-  ),
-  old_rows AS MATERIALIZED (
-    SELECT t.entity_id, t.path, t.path_depth, t.descendant_count
-      FROM mv_descendant_counts t JOIN pending p ON p.entity_id = t.entity_id
-  ),
-  new_rows AS MATERIALIZED (
-    SELECT e.id, e.name, e.path, e.path_depth, e.confidence_score
-      FROM entities e JOIN pending p ON p.entity_id = e.id
-     WHERE e.is_active
-  ),
-  delta AS MATERIALIZED (
-    SELECT x.path, sum(x.d)::bigint AS d
-      FROM (SELECT subpath(n.path, 0, l.level) AS path, 1 AS d
-              FROM new_rows n CROSS JOIN LATERAL generate_series(1, n.path_depth - 1) AS l(level)
-            UNION ALL
-            SELECT subpath(o.path, 0, l.level), -1
-              FROM old_rows o CROSS JOIN LATERAL generate_series(1, o.path_depth - 1) AS l(level)) x
-     GROUP BY x.path
-    HAVING sum(x.d) <> 0
-  ),
-  deleted AS (
-    DELETE FROM mv_descendant_counts t
-     USING old_rows o, guard g
-     WHERE t.entity_id = o.entity_id AND NOT g.truncated
-       AND NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.id = o.entity_id)
-    RETURNING t.entity_id
-  ),
-  adjusted AS (
-    UPDATE mv_descendant_counts t
-       SET descendant_count = t.descendant_count + dl.d
-      FROM delta dl, guard g
-     WHERE NOT g.truncated
-       AND t.path_depth = nlevel(dl.path) AND t.path = dl.path
-       AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.entity_id = t.entity_id)
-    RETURNING t.entity_id
-  ),
-  upserted AS (
-    INSERT INTO mv_descendant_counts AS t
-           (entity_id, name, path, path_depth, confidence_score, descendant_count)
-    SELECT n.id, n.name, n.path, n.path_depth, n.confidence_score,
-           CASE WHEN o.path = n.path THEN o.descendant_count
-                ELSE (SELECT count(*) FROM mv_descendant_counts b
-                       WHERE b.path <@ n.path AND b.path <> n.path)
-           END + COALESCE(dl.d, 0)
-      FROM new_rows n
-      LEFT JOIN old_rows o ON o.entity_id = n.id
-      LEFT JOIN delta dl ON dl.path = n.path
-     CROSS JOIN guard g
-     WHERE NOT g.truncated
-    ON CONFLICT (entity_id) DO UPDATE
-       SET name = EXCLUDED.name, path = EXCLUDED.path, path_depth = EXCLUDED.path_depth,
-           confidence_score = EXCLUDED.confidence_score,
-           descendant_count = EXCLUDED.descendant_count
-     WHERE (t.name, t.path, t.path_depth, t.confidence_score, t.descendant_count)
-           IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.path, EXCLUDED.path_depth,
-                             EXCLUDED.confidence_score, EXCLUDED.descendant_count)
-    RETURNING t.entity_id, (t.xmax = 0) AS inserted
-  ),
-  changed AS (
-    SELECT entity_id, false AS inserted, true AS deleted FROM deleted
-    UNION ALL
-    SELECT entity_id, false, false FROM adjusted
-    UNION ALL
-    SELECT entity_id, inserted, false FROM upserted
-  )
-  SELECT snap.s, g.truncated,
-         (SELECT count(*) FROM changed),
-         (SELECT count(*) FROM changed WHERE inserted),
-         (SELECT count(*) FROM changed WHERE deleted),
-         (SELECT array_agg(c.entity_id) FROM (SELECT entity_id FROM changed LIMIT 1001) c)
-    INTO applied_snapshot, needs_full, rows_changed, rows_inserted, rows_deleted, changed_ids
-    FROM snap CROSS JOIN guard g;
+  SELECT pg_current_snapshot(), COALESCE(bool_or(r.entity_id IS NULL), false),
+         COALESCE(array_agg(DISTINCT r.entity_id) FILTER (WHERE r.entity_id IS NOT NULL), '{}'),
+         COALESCE(array_agg(DISTINCT ltree2text(r.old_path)) FILTER (WHERE r.old_path IS NOT NULL), '{}')
+    INTO applied_snapshot, needs_full, v_changed, v_old_paths
+    FROM hierarchy_change_rows r
+   WHERE pg_visible_in_snapshot(r.xid, pg_current_snapshot())
+     AND NOT pg_visible_in_snapshot(r.xid, p_since);
+  rows_changed := 0; rows_inserted := 0; rows_deleted := 0; changed_ids := '{}';
+  IF needs_full OR cardinality(v_changed) = 0 THEN
+    RETURN;
+  END IF;
+
+  EXECUTE $q$
+    WITH state AS MATERIALIZED (
+      SELECT c.id, o.path AS old_path, o.path_depth AS old_depth, o.descendant_count AS old_count,
+             n.id IS NOT NULL AS active_now, n.name, n.path, n.path_depth, n.confidence_score,
+             h.path IS NOT NULL AS path_was_held
+        FROM unnest($1) AS c(id)
+        LEFT JOIN mv_descendant_counts o ON o.entity_id = c.id
+        LEFT JOIN entities n ON n.id = c.id AND n.is_active
+        LEFT JOIN (SELECT DISTINCT unnest($2) AS path) h ON h.path = ltree2text(n.path)
+    ),
+    delta AS MATERIALIZED (
+      SELECT x.key, sum(x.d)::bigint AS d
+        FROM (SELECT ltree2text(subpath(s.path, 0, l.level)) AS key, 1 AS d
+                FROM state s CROSS JOIN LATERAL generate_series(1, s.path_depth - 1) AS l(level)
+               WHERE s.active_now
+              UNION ALL
+              SELECT ltree2text(subpath(s.old_path, 0, l.level)), -1
+                FROM state s CROSS JOIN LATERAL generate_series(1, s.old_depth - 1) AS l(level)
+               WHERE s.old_path IS NOT NULL) x
+       GROUP BY x.key
+      HAVING sum(x.d) <> 0
+    ),
+    deleted AS (
+      DELETE FROM mv_descendant_counts t USING state s
+       WHERE t.entity_id = s.id AND s.old_path IS NOT NULL AND NOT s.active_now
+      RETURNING t.entity_id
+    ),
+    adjusted AS (
+      UPDATE mv_descendant_counts t
+         SET descendant_count = t.descendant_count + dl.d
+        FROM delta dl
+       WHERE t.path_depth = nlevel(text2ltree(dl.key)) AND t.path = text2ltree(dl.key)
+         AND NOT EXISTS (SELECT 1 FROM state s WHERE s.id = t.entity_id)
+      RETURNING t.entity_id
+    ),
+    upserted AS (
+      INSERT INTO mv_descendant_counts AS t
+             (entity_id, name, path, path_depth, confidence_score, descendant_count)
+      SELECT s.id, s.name, s.path, s.path_depth, s.confidence_score,
+             CASE WHEN s.old_path = s.path THEN s.old_count
+                  WHEN NOT s.path_was_held THEN 0
+                  ELSE (SELECT count(*) FROM mv_descendant_counts b
+                         WHERE b.path <@ s.path AND b.path <> s.path)
+             END + COALESCE(dl.d, 0)
+        FROM state s
+        LEFT JOIN delta dl ON dl.key = ltree2text(s.path)
+       WHERE s.active_now
+      ON CONFLICT (entity_id) DO UPDATE
+         SET name = EXCLUDED.name, path = EXCLUDED.path, path_depth = EXCLUDED.path_depth,
+             confidence_score = EXCLUDED.confidence_score,
+             descendant_count = EXCLUDED.descendant_count
+       WHERE (t.name, t.path, t.path_depth, t.confidence_score, t.descendant_count)
+             IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.path, EXCLUDED.path_depth,
+                               EXCLUDED.confidence_score, EXCLUDED.descendant_count)
+      RETURNING t.entity_id, (t.xmax = 0) AS inserted
+    ),
+    changed AS (
+      SELECT entity_id, false AS inserted, true AS deleted FROM deleted
+      UNION ALL
+      SELECT entity_id, false, false FROM adjusted
+      UNION ALL
+      SELECT entity_id, inserted, false FROM upserted
+    )
+    SELECT (SELECT count(*) FROM changed),
+           (SELECT count(*) FROM changed WHERE inserted),
+           (SELECT count(*) FROM changed WHERE deleted),
+           (SELECT COALESCE(array_agg(c.entity_id), '{}') FROM (SELECT entity_id FROM changed LIMIT 1001) c)$q$
+    INTO rows_changed, rows_inserted, rows_deleted, changed_ids USING v_changed, v_old_paths;
 END
 $fn$;
