@@ -838,6 +838,7 @@ DECLARE
   v_timeout_ms   bigint;
   v_ids          bigint[] := '{}';
   v_ids_known    boolean := true;
+  v_count_known  boolean := true;
   v_total        bigint := 0;
   v_notify_views text[] := '{}';
 BEGIN
@@ -933,7 +934,9 @@ BEGIN
             EXECUTE format('REFRESH MATERIALIZED VIEW %I', v_view);
           END IF;
           EXECUTE format('SELECT count(*) FROM %I', v_view) INTO v_rows;
+          -- REFRESH cannot tell which rows changed, nor how many.
           v_ids_known := false;
+          v_count_known := false;
           UPDATE hierarchy_view_state s
              SET snapshot = v_snapshot, data_as_of = v_as_of, last_refreshed_at = clock_timestamp(),
                  row_count = v_rows
@@ -1047,7 +1050,7 @@ BEGIN
       IF cardinality(v_notify_views) > 0 THEN
         PERFORM pg_notify('hierarchy_views_refreshed', json_build_object(
           'views', v_notify_views,
-          'rows_changed', CASE WHEN v_ids_known THEN v_total END,
+          'rows_changed', CASE WHEN v_count_known THEN v_total END,
           'entity_ids', CASE WHEN v_ids_known AND cardinality(v_ids) <= c_max_ids
                              THEN (SELECT array_agg(DISTINCT i ORDER BY i) FROM unnest(v_ids) i) END,
           'all', NOT (v_ids_known AND cardinality(v_ids) <= c_max_ids))::text);
