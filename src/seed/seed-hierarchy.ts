@@ -207,6 +207,9 @@ export async function seedHierarchy(
     await client.query(`SELECT set_config('lock_timeout', $1, true)`, [
       `${resolved.lockTimeoutMs}ms`,
     ]);
+    // Incremental views: capture one marker instead of every row; the next refresh recomputes
+    // them from their definitions (sql/functions/hierarchy_capture_rows.sql).
+    await client.query(`SELECT set_config('hierarchy_db.bulk_load', 'on', true)`);
     // Taken up front: the emptiness check must hold until commit, and a bulk load's
     // ALTER TABLE would need this lock anyway (no upgrade, no deadlock with another seed).
     await client.query('LOCK TABLE entities IN ACCESS EXCLUSIVE MODE');
