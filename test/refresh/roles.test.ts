@@ -109,7 +109,7 @@ describe('roles and the SECURITY DEFINER refresh', () => {
       url.toString(),
     ]);
     expect(refresh.code, refresh.stderr).toBe(0);
-  });
+  }, 180_000); // five CLI processes in a row
 
   it('lets hierarchy_refresher refresh, and nothing else', async () => {
     const result = await asRole(refresher, 'SELECT * FROM refresh_hierarchy_views(true)');
