@@ -63,7 +63,7 @@ export function mulberry32(seed: number): () => number {
 }
 
 /** Inserts a forest (parents before children) in one statement. */
-export async function insertForest(client: pg.Client, entities: GeneratedEntity[]): Promise<void> {
+export async function insertForest(client: pg.ClientBase, entities: GeneratedEntity[]): Promise<void> {
   await client.query(
     `INSERT INTO entities (name, path, is_active, confidence_score)
      SELECT * FROM unnest($1::text[], $2::ltree[], $3::boolean[], $4::float8[])`,
@@ -86,7 +86,7 @@ export interface EntityRow {
 }
 
 /** Reads the table back (the oracle's only input). */
-export async function readEntities(client: pg.Client): Promise<EntityRow[]> {
+export async function readEntities(client: pg.ClientBase): Promise<EntityRow[]> {
   const { rows } = await client.query<EntityRow>(
     'SELECT id, name, path::text AS path, is_active, confidence_score FROM entities',
   );
@@ -134,7 +134,7 @@ export function expectedDescendantCounts(rows: EntityRow[]) {
 }
 
 /** The live contents of both views, in the oracle's shape. */
-export async function readViews(client: pg.Client) {
+export async function readViews(client: pg.ClientBase) {
   const ancestors = await client.query(
     `SELECT entity_id, name, path::text AS path, path_depth, confidence_score, ancestor_ids, ancestors
        FROM mv_entity_ancestors ORDER BY entity_id`,
