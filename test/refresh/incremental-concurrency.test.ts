@@ -60,7 +60,7 @@ describe('incremental refresh with concurrent writers', () => {
 
   it('converges to the definition after writers committed during refreshes', async () => {
     const WRITERS = 4;
-    const EDITS_PER_WRITER = 40;
+    const EDITS_PER_WRITER = 100;
     const writers = await Promise.all(Array.from({ length: WRITERS }, () => connect(db.url)));
     const refresher = await connect(db.url);
     try {
@@ -93,14 +93,29 @@ describe('incremental refresh with concurrent writers', () => {
       });
 
       const refreshes: { start: number; end: number; rows: Record<string, unknown>[] }[] = [];
+      let checkedMidway = 0;
       while (writing) {
         const start = performance.now();
+        // Every other refresh runs in REPEATABLE READ: its applies read the transaction's
+        // snapshot, so the tables must then equal the definition over the entities that same
+        // snapshot sees, while writers keep committing.
+        const repeatable = refreshes.length % 2 === 1;
+        if (repeatable) await refresher.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
         const { rows } = await refresher.query(
           'SELECT view_name, status, reason, method, rows_changed, error_message FROM refresh_hierarchy_views()',
         );
+        if (repeatable) {
+          const expected = await expectedViews(refresher);
+          const live = await readBothViews(refresher);
+          await refresher.query('COMMIT');
+          expect(live.ancestors).toEqual(expected.ancestors);
+          expect(live.counts).toEqual(expected.counts);
+          checkedMidway++;
+        }
         refreshes.push({ start, end: performance.now(), rows });
       }
       await writing$;
+      expect(checkedMidway).toBeGreaterThan(0);
 
       const during = commitTimes.filter((t) =>
         refreshes.some((r) => r.start < t && t < r.end),
