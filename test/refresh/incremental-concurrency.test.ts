@@ -311,4 +311,78 @@ describe('incremental refresh with concurrent writers', () => {
       await Promise.all([blocker, mover, refresher].map((c) => c.end()));
     }
   });
+  // A strategy switch builds the new relation from one snapshot and swaps it in later; writes
+  // that commit in between (here while the swap waits for a reader's lock) are pending after the
+  // switch and applied by the next refresh, in either direction.
+  it.each([
+    ['incremental', 'materialized', 'incremental'],
+    ['materialized', 'incremental', 'concurrent'],
+  ] as const)('keeps writes committed during a switch to %s pending for the next refresh', async (strategy, from, method) => {
+    const { client } = db;
+    await client.query('CALL hierarchy_set_view_strategy($1)', [from]);
+    await client.query('SELECT * FROM refresh_hierarchy_views()');
+    const reader = await connect(db.url);
+    const converter = await connect(db.url);
+    const writer = await connect(db.url);
+    try {
+      const before = await expectedViews(client);
+      await reader.query('BEGIN');
+      await reader.query('SELECT 1 FROM mv_entity_ancestors LIMIT 1');
+      const readerPid = (await reader.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      const converterPid = (await converter.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      const switching = converter.query('CALL hierarchy_set_view_strategy($1)', [strategy]);
+      // The ancestors relation is built; its swap waits for the reader.
+      await waitFor('the swap to wait for the reader', async () => {
+        const { rows } = await client.query(
+          'SELECT $1::int = ANY (pg_blocking_pids($2::int)) AS blocked',
+          [readerPid, converterPid],
+        );
+        return rows[0].blocked === true;
+      });
+      const batches = fc.sample(editBatchArbitrary({ truncate: false }), { seed: 77, numRuns: 3 });
+      let wrote = false;
+      for (const batch of batches) wrote = (await applyBatch(writer, batch)).committedWrite || wrote;
+      await writer.query(
+        `UPDATE entities SET name = name || 'w' WHERE id = (SELECT min(id) FROM entities)`,
+      );
+      await reader.query('COMMIT');
+      await switching;
+      const after = await expectedViews(client);
+      expect(countChangedRows(before.ancestors, after.ancestors)).toBeGreaterThan(0);
+
+      const kinds = await client.query(
+        `SELECT relkind FROM pg_class WHERE oid = ANY (ARRAY[to_regclass('mv_entity_ancestors'), to_regclass('mv_descendant_counts')])`,
+      );
+      expect(kinds.rows.map((r) => r.relkind)).toEqual(
+        strategy === 'incremental' ? ['r', 'r'] : ['m', 'm'],
+      );
+      // The ancestors relation holds the contents of its build snapshot, from before the writes;
+      // the counts relation was built after them.
+      const live = await readBothViews(client);
+      expect(live.ancestors).toEqual(before.ancestors);
+      expect(live.counts).toEqual(after.counts);
+      const pending = await pendingChanges(client);
+      expect(pending.mv_entity_ancestors).toBeGreaterThan(0);
+      expect(pending.mv_descendant_counts).toBe(0);
+
+      const refreshed = await client.query(
+        'SELECT view_name, status, method FROM refresh_hierarchy_views()',
+      );
+      expect(refreshed.rows).toEqual([
+        { view_name: 'mv_entity_ancestors', status: 'refreshed', method },
+        {
+          view_name: 'mv_descendant_counts',
+          status: 'skipped',
+          method: null,
+        },
+      ]);
+      expect(await readBothViews(client)).toEqual(after);
+      expect(await pendingChanges(client)).toEqual({
+        mv_entity_ancestors: 0,
+        mv_descendant_counts: 0,
+      });
+    } finally {
+      await Promise.all([reader, converter, writer].map((c) => c.end()));
+    }
+  }, 120_000);
 });
