@@ -21,6 +21,9 @@ export type HierarchyEdit =
   | { kind: 'move'; pick: number; target: number; toRoot: boolean; withInactive: boolean }
   | { kind: 'swap'; pick: number; other: number }
   | { kind: 'deleteLeaf'; pick: number }
+  | { kind: 'deleteSubtree'; pick: number }
+  | { kind: 'upsert'; pick: number; parent: number }
+  | { kind: 'merge'; pick: number; parent: number }
   | { kind: 'replaceLeaf'; pick: number }
   | { kind: 'insert'; parent: number; asRoot: boolean; active: boolean }
   | { kind: 'renumber'; pick: number }
@@ -48,13 +51,22 @@ const singleEdit: fc.Arbitrary<HierarchyEdit> = fc.oneof(
       kind: fc.constant('move' as const),
       pick,
       target: pick,
-      toRoot: fc.boolean({ noBias: true }).chain((b) => (b ? fc.boolean() : fc.constant(false))),
+      toRoot: fc.integer({ min: 0, max: 5 }).map((n) => n === 0),
       withInactive: fc.boolean(),
     }),
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('swap' as const), pick, other: pick }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('deleteLeaf' as const), pick }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('replaceLeaf' as const), pick }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('deleteSubtree' as const), pick }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('upsert' as const), pick, parent: pick }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('merge' as const), pick, parent: pick }),
+  },
   {
     weight: 4,
     arbitrary: fc.record({
@@ -95,7 +107,10 @@ export function editBatchArbitrary(options: EditBatchOptions = {}): fc.Arbitrary
         savepointRollback: fc.boolean(),
       }),
     },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('rolledBack' as const), edit: singleEdit }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({ kind: fc.constant('rolledBack' as const), edit: singleEdit }),
+    },
     ...(options.truncate === false ? [] : [{ weight: 1, arbitrary: truncate }]),
   );
   return fc.array(edit, { minLength: 1, maxLength: options.maxEdits ?? 4 });
@@ -165,7 +180,10 @@ async function applyOne(
     case 'move': {
       // Prefer subtrees that hold an inactive node when asked: their inactive rows move too.
       const withInactive = rows.filter((r) => subtreeOf(rows, r.path).some((d) => !d.is_active));
-      const source = nth(edit.withInactive && withInactive.length > 0 ? withInactive : rows, edit.pick);
+      const source = nth(
+        edit.withInactive && withInactive.length > 0 ? withInactive : rows,
+        edit.pick,
+      );
       if (!source) return none;
       const label = `m${++labelCounter}`;
       let dest = label;
@@ -186,9 +204,7 @@ async function applyOne(
       if (!a) return none;
       const others = rows.filter(
         (r) =>
-          r.path !== a.path &&
-          !r.path.startsWith(`${a.path}.`) &&
-          !a.path.startsWith(`${r.path}.`),
+          r.path !== a.path && !r.path.startsWith(`${a.path}.`) && !a.path.startsWith(`${r.path}.`),
       );
       const b = nth(others, edit.other);
       if (!b) return none;
@@ -203,6 +219,43 @@ async function applyOne(
       const leaf = nth(leaves, edit.pick);
       if (!leaf) return none;
       await client.query('DELETE FROM entities WHERE id = $1', [leaf.id]);
+      return wrote;
+    }
+    case 'deleteSubtree': {
+      // One statement: the foreign key is checked at its end, so a whole subtree may go.
+      const root = nth(rows, edit.pick);
+      if (!root) return none;
+      await client.query('DELETE FROM entities WHERE path <@ $1::ltree', [root.path]);
+      return wrote;
+    }
+    case 'upsert':
+    case 'merge': {
+      // One statement that updates an existing row (name, activity) and inserts a new one: the
+      // insert and update triggers of the same statement both capture.
+      const row = nth(rows, edit.pick);
+      if (!row) return none;
+      const parent = nth(rows, edit.parent);
+      const label = `u${++labelCounter}`;
+      const newPath = parent ? `${parent.path}.${label}` : label;
+      if (edit.kind === 'upsert') {
+        await client.query(
+          `INSERT INTO entities (id, name, path, is_active)
+           VALUES ($1, $2, $3::ltree, NOT $4::boolean),
+                  ((SELECT max(id) + 100000 FROM entities), $2, $5::ltree, true)
+           ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, is_active = EXCLUDED.is_active`,
+          [row.id, label, row.path, row.is_active, newPath],
+        );
+      } else {
+        await client.query(
+          `MERGE INTO entities e
+           USING (VALUES ($1::bigint, $2::text, $3::ltree, NOT $4::boolean),
+                         (NULL::bigint, $2::text, $5::ltree, true)) AS s(id, name, path, is_active)
+              ON e.id = s.id
+            WHEN MATCHED THEN UPDATE SET name = s.name, is_active = s.is_active
+            WHEN NOT MATCHED THEN INSERT (name, path, is_active) VALUES (s.name, s.path, s.is_active)`,
+          [row.id, label, row.path, row.is_active, newPath],
+        );
+      }
       return wrote;
     }
     case 'replaceLeaf': {

@@ -63,7 +63,10 @@ export function mulberry32(seed: number): () => number {
 }
 
 /** Inserts a forest (parents before children) in one statement. */
-export async function insertForest(client: pg.ClientBase, entities: GeneratedEntity[]): Promise<void> {
+export async function insertForest(
+  client: pg.ClientBase,
+  entities: GeneratedEntity[],
+): Promise<void> {
   await client.query(
     `INSERT INTO entities (name, path, is_active, confidence_score)
      SELECT * FROM unnest($1::text[], $2::ltree[], $3::boolean[], $4::float8[])`,

@@ -160,229 +160,240 @@ describe('incremental refresh with concurrent writers', () => {
   it.each([
     ['READ COMMITTED', 'READ COMMITTED'],
     ['REPEATABLE READ', 'REPEATABLE READ'],
-  ])('keeps a move that commits after the snapshot pending (refresh in %s)', async (_, isolation) => {
-    const { client } = db;
-    await client.query('TRUNCATE entities RESTART IDENTITY');
-    await client.query(
-      `INSERT INTO entities (name, path, is_active) VALUES
+  ])(
+    'keeps a move that commits after the snapshot pending (refresh in %s)',
+    async (_, isolation) => {
+      const { client } = db;
+      await client.query('TRUNCATE entities RESTART IDENTITY');
+      await client.query(
+        `INSERT INTO entities (name, path, is_active) VALUES
          ('a', 'a', true), ('b', 'b', true), ('t', 'b.t', true), ('l', 'a.l', true),
          ('s', 'a.s', true), ('x', 'a.s.x', false), ('y', 'a.s.y', true), ('z', 'a.s.y.z', true)`,
-    );
-    await client.query('SELECT * FROM refresh_hierarchy_views()');
-    const initial = await expectedViews(client);
-    expect(await readBothViews(client)).toEqual(initial);
-    const auditFrom = Number(
-      (await client.query('SELECT COALESCE(max(id), 0) AS id FROM mv_refresh_audit')).rows[0].id,
-    );
-
-    const blocker = await connect(db.url);
-    const mover = await connect(db.url);
-    const refresher = await connect(db.url);
-    try {
-      // Committed before the refresh: a leaf rename.
-      await client.query(`UPDATE entities SET name = 'l2' WHERE path = 'a.l'`);
-      const renamed = await expectedViews(client);
-      const leafId = renamed.ancestors.find((r) => r.path === 'a.l')!.entity_id;
-
-      // Holds the row the refresh will update for that rename.
-      await blocker.query('BEGIN');
-      await blocker.query('SELECT 1 FROM mv_entity_ancestors WHERE entity_id = $1 FOR UPDATE', [
-        leafId,
-      ]);
-      // Moves a subtree holding an inactive node, uncommitted.
-      await mover.query('BEGIN');
-      await mover.query(
-        `UPDATE entities SET path = 'b.t' || subpath(path, 1) WHERE path <@ 'a.s'`,
+      );
+      await client.query('SELECT * FROM refresh_hierarchy_views()');
+      const initial = await expectedViews(client);
+      expect(await readBothViews(client)).toEqual(initial);
+      const auditFrom = Number(
+        (await client.query('SELECT COALESCE(max(id), 0) AS id FROM mv_refresh_audit')).rows[0].id,
       );
 
-      const refresherPid = (await refresher.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-      const blockerPid = (await blocker.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-      await refresher.query(`BEGIN ISOLATION LEVEL ${isolation}`);
-      const first$ = refresher.query(
-        'SELECT view_name, status, method, rows_changed FROM refresh_hierarchy_views()',
-      );
-      // The refresh has its snapshot and waits for the blocker's row lock.
-      await waitFor('the refresh to wait for the row lock', async () => {
-        const { rows } = await client.query(
-          'SELECT $1::int = ANY (pg_blocking_pids($2::int)) AS blocked',
-          [blockerPid, refresherPid],
+      const blocker = await connect(db.url);
+      const mover = await connect(db.url);
+      const refresher = await connect(db.url);
+      try {
+        // Committed before the refresh: a leaf rename.
+        await client.query(`UPDATE entities SET name = 'l2' WHERE path = 'a.l'`);
+        const renamed = await expectedViews(client);
+        const leafId = renamed.ancestors.find((r) => r.path === 'a.l')!.entity_id;
+
+        // Holds the row the refresh will update for that rename.
+        await blocker.query('BEGIN');
+        await blocker.query('SELECT 1 FROM mv_entity_ancestors WHERE entity_id = $1 FOR UPDATE', [
+          leafId,
+        ]);
+        // Moves a subtree holding an inactive node, uncommitted.
+        await mover.query('BEGIN');
+        await mover.query(
+          `UPDATE entities SET path = 'b.t' || subpath(path, 1) WHERE path <@ 'a.s'`,
         );
-        return rows[0].blocked === true;
-      });
-      await mover.query('COMMIT');
-      await blocker.query('ROLLBACK');
-      const first = (await first$).rows;
-      await refresher.query('COMMIT');
-      const moved = await expectedViews(client);
 
-      // Ancestors: its apply ran in the snapshot from before the move.
-      expect(await readBothViews(client).then((v) => v.ancestors)).toEqual(renamed.ancestors);
-      const pendingAfterFirst = await pendingChanges(client);
-      expect(pendingAfterFirst.mv_entity_ancestors).toBeGreaterThan(0);
-      // Counts: in READ COMMITTED its apply is a later statement, which sees the move; in
-      // REPEATABLE READ it shares the snapshot from before the move.
-      const countsSawMove = isolation === 'READ COMMITTED';
-      expect(await readBothViews(client).then((v) => v.counts)).toEqual(
-        countsSawMove ? moved.counts : renamed.counts,
-      );
-      expect(pendingAfterFirst.mv_descendant_counts > 0).toBe(!countsSawMove);
-      expect(first).toEqual([
-        {
-          view_name: 'mv_entity_ancestors',
-          status: 'refreshed',
-          method: 'incremental',
-          rows_changed: '1',
-        },
-        {
-          view_name: 'mv_descendant_counts',
-          status: 'refreshed',
-          method: 'incremental',
-          rows_changed: String(
-            countChangedRows(initial.counts, countsSawMove ? moved.counts : renamed.counts),
-          ),
-        },
-      ]);
+        const refresherPid = (await refresher.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+        const blockerPid = (await blocker.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+        await refresher.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+        const first$ = refresher.query(
+          'SELECT view_name, status, method, rows_changed FROM refresh_hierarchy_views()',
+        );
+        // The refresh has its snapshot and waits for the blocker's row lock.
+        await waitFor('the refresh to wait for the row lock', async () => {
+          const { rows } = await client.query(
+            'SELECT $1::int = ANY (pg_blocking_pids($2::int)) AS blocked',
+            [blockerPid, refresherPid],
+          );
+          return rows[0].blocked === true;
+        });
+        await mover.query('COMMIT');
+        await blocker.query('ROLLBACK');
+        const first = (await first$).rows;
+        await refresher.query('COMMIT');
+        const moved = await expectedViews(client);
 
-      // The next refresh applies the move, once.
-      const second = (
-        await refresher.query(
-          'SELECT view_name, status, reason, method, rows_changed FROM refresh_hierarchy_views()',
-        )
-      ).rows;
-      const movedRows = countChangedRows(renamed.ancestors, moved.ancestors);
-      expect(movedRows).toBe(3); // a.s, a.s.y, a.s.y.z; the inactive a.s.x has no row
-      expect(second).toEqual([
-        {
-          view_name: 'mv_entity_ancestors',
-          status: 'refreshed',
-          reason: null,
-          method: 'incremental',
-          rows_changed: String(movedRows),
-        },
-        countsSawMove
-          ? {
-              view_name: 'mv_descendant_counts',
-              status: 'skipped',
-              reason: 'no_changes',
-              method: null,
-              rows_changed: null,
-            }
-          : {
-              view_name: 'mv_descendant_counts',
-              status: 'refreshed',
-              reason: null,
-              method: 'incremental',
-              rows_changed: String(countChangedRows(renamed.counts, moved.counts)),
-            },
-      ]);
-      expect(await readBothViews(client)).toEqual(moved);
-      expect(moved).toEqual(
-        await expectedViews(client).then(async (v) => {
-          expect((await readEntities(client)).length).toBe(8);
-          return v;
-        }),
-      );
-      expect(await pendingChanges(client)).toEqual({
-        mv_entity_ancestors: 0,
-        mv_descendant_counts: 0,
-      });
+        // Ancestors: its apply ran in the snapshot from before the move.
+        expect(await readBothViews(client).then((v) => v.ancestors)).toEqual(renamed.ancestors);
+        const pendingAfterFirst = await pendingChanges(client);
+        expect(pendingAfterFirst.mv_entity_ancestors).toBeGreaterThan(0);
+        // Counts: in READ COMMITTED its apply is a later statement, which sees the move; in
+        // REPEATABLE READ it shares the snapshot from before the move.
+        const countsSawMove = isolation === 'READ COMMITTED';
+        expect(await readBothViews(client).then((v) => v.counts)).toEqual(
+          countsSawMove ? moved.counts : renamed.counts,
+        );
+        expect((pendingAfterFirst.mv_descendant_counts ?? 0) > 0).toBe(!countsSawMove);
+        expect(first).toEqual([
+          {
+            view_name: 'mv_entity_ancestors',
+            status: 'refreshed',
+            method: 'incremental',
+            rows_changed: '1',
+          },
+          {
+            view_name: 'mv_descendant_counts',
+            status: 'refreshed',
+            method: 'incremental',
+            rows_changed: String(
+              countChangedRows(initial.counts, countsSawMove ? moved.counts : renamed.counts),
+            ),
+          },
+        ]);
 
-      // The audit: the rename once, then the move once; each refresh saw one pending transaction.
-      const audit = await client.query(
-        `SELECT view_name, method, rows_changed::int, pending_changes::int
+        // The next refresh applies the move, once.
+        const second = (
+          await refresher.query(
+            'SELECT view_name, status, reason, method, rows_changed FROM refresh_hierarchy_views()',
+          )
+        ).rows;
+        const movedRows = countChangedRows(renamed.ancestors, moved.ancestors);
+        expect(movedRows).toBe(3); // a.s, a.s.y, a.s.y.z; the inactive a.s.x has no row
+        expect(second).toEqual([
+          {
+            view_name: 'mv_entity_ancestors',
+            status: 'refreshed',
+            reason: null,
+            method: 'incremental',
+            rows_changed: String(movedRows),
+          },
+          countsSawMove
+            ? {
+                view_name: 'mv_descendant_counts',
+                status: 'skipped',
+                reason: 'no_changes',
+                method: null,
+                rows_changed: null,
+              }
+            : {
+                view_name: 'mv_descendant_counts',
+                status: 'refreshed',
+                reason: null,
+                method: 'incremental',
+                rows_changed: String(countChangedRows(renamed.counts, moved.counts)),
+              },
+        ]);
+        expect(await readBothViews(client)).toEqual(moved);
+        expect(moved).toEqual(
+          await expectedViews(client).then(async (v) => {
+            expect((await readEntities(client)).length).toBe(8);
+            return v;
+          }),
+        );
+        expect(await pendingChanges(client)).toEqual({
+          mv_entity_ancestors: 0,
+          mv_descendant_counts: 0,
+        });
+
+        // The audit: the rename once, then the move once; each refresh saw one pending transaction.
+        const audit = await client.query(
+          `SELECT view_name, method, rows_changed::int, pending_changes::int
            FROM mv_refresh_audit WHERE id > $1 AND view_name = 'mv_entity_ancestors' ORDER BY id`,
-        [auditFrom],
-      );
-      expect(audit.rows).toEqual([
-        {
-          view_name: 'mv_entity_ancestors',
-          method: 'incremental',
-          rows_changed: 1,
-          pending_changes: 1,
-        },
-        {
-          view_name: 'mv_entity_ancestors',
-          method: 'incremental',
-          rows_changed: movedRows,
-          pending_changes: 1,
-        },
-      ]);
-    } finally {
-      await Promise.all([blocker, mover, refresher].map((c) => c.end()));
-    }
-  });
+          [auditFrom],
+        );
+        expect(audit.rows).toEqual([
+          {
+            view_name: 'mv_entity_ancestors',
+            method: 'incremental',
+            rows_changed: 1,
+            pending_changes: 1,
+          },
+          {
+            view_name: 'mv_entity_ancestors',
+            method: 'incremental',
+            rows_changed: movedRows,
+            pending_changes: 1,
+          },
+        ]);
+      } finally {
+        await Promise.all([blocker, mover, refresher].map((c) => c.end()));
+      }
+    },
+  );
   // A strategy switch builds the new relation from one snapshot and swaps it in later; writes
   // that commit in between (here while the swap waits for a reader's lock) are pending after the
   // switch and applied by the next refresh, in either direction.
   it.each([
     ['incremental', 'materialized', 'incremental'],
     ['materialized', 'incremental', 'concurrent'],
-  ] as const)('keeps writes committed during a switch to %s pending for the next refresh', async (strategy, from, method) => {
-    const { client } = db;
-    await client.query('CALL hierarchy_set_view_strategy($1)', [from]);
-    await client.query('SELECT * FROM refresh_hierarchy_views()');
-    const reader = await connect(db.url);
-    const converter = await connect(db.url);
-    const writer = await connect(db.url);
-    try {
-      const before = await expectedViews(client);
-      await reader.query('BEGIN');
-      await reader.query('SELECT 1 FROM mv_entity_ancestors LIMIT 1');
-      const readerPid = (await reader.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-      const converterPid = (await converter.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-      const switching = converter.query('CALL hierarchy_set_view_strategy($1)', [strategy]);
-      // The ancestors relation is built; its swap waits for the reader.
-      await waitFor('the swap to wait for the reader', async () => {
-        const { rows } = await client.query(
-          'SELECT $1::int = ANY (pg_blocking_pids($2::int)) AS blocked',
-          [readerPid, converterPid],
+  ] as const)(
+    'keeps writes committed during a switch to %s pending for the next refresh',
+    async (strategy, from, method) => {
+      const { client } = db;
+      await client.query('CALL hierarchy_set_view_strategy($1)', [from]);
+      await client.query('SELECT * FROM refresh_hierarchy_views()');
+      const reader = await connect(db.url);
+      const converter = await connect(db.url);
+      const writer = await connect(db.url);
+      try {
+        const before = await expectedViews(client);
+        await reader.query('BEGIN');
+        await reader.query('SELECT 1 FROM mv_entity_ancestors LIMIT 1');
+        const readerPid = (await reader.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+        const converterPid = (await converter.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+        const switching = converter.query('CALL hierarchy_set_view_strategy($1)', [strategy]);
+        // The ancestors relation is built; its swap waits for the reader.
+        await waitFor('the swap to wait for the reader', async () => {
+          const { rows } = await client.query(
+            'SELECT $1::int = ANY (pg_blocking_pids($2::int)) AS blocked',
+            [readerPid, converterPid],
+          );
+          return rows[0].blocked === true;
+        });
+        const batches = fc.sample(editBatchArbitrary({ truncate: false }), {
+          seed: 77,
+          numRuns: 3,
+        });
+        let wrote = false;
+        for (const batch of batches)
+          wrote = (await applyBatch(writer, batch)).committedWrite || wrote;
+        await writer.query(
+          `UPDATE entities SET name = name || 'w' WHERE id = (SELECT min(id) FROM entities)`,
         );
-        return rows[0].blocked === true;
-      });
-      const batches = fc.sample(editBatchArbitrary({ truncate: false }), { seed: 77, numRuns: 3 });
-      let wrote = false;
-      for (const batch of batches) wrote = (await applyBatch(writer, batch)).committedWrite || wrote;
-      await writer.query(
-        `UPDATE entities SET name = name || 'w' WHERE id = (SELECT min(id) FROM entities)`,
-      );
-      await reader.query('COMMIT');
-      await switching;
-      const after = await expectedViews(client);
-      expect(countChangedRows(before.ancestors, after.ancestors)).toBeGreaterThan(0);
+        await reader.query('COMMIT');
+        await switching;
+        const after = await expectedViews(client);
+        expect(countChangedRows(before.ancestors, after.ancestors)).toBeGreaterThan(0);
 
-      const kinds = await client.query(
-        `SELECT relkind FROM pg_class WHERE oid = ANY (ARRAY[to_regclass('mv_entity_ancestors'), to_regclass('mv_descendant_counts')])`,
-      );
-      expect(kinds.rows.map((r) => r.relkind)).toEqual(
-        strategy === 'incremental' ? ['r', 'r'] : ['m', 'm'],
-      );
-      // The ancestors relation holds the contents of its build snapshot, from before the writes;
-      // the counts relation was built after them.
-      const live = await readBothViews(client);
-      expect(live.ancestors).toEqual(before.ancestors);
-      expect(live.counts).toEqual(after.counts);
-      const pending = await pendingChanges(client);
-      expect(pending.mv_entity_ancestors).toBeGreaterThan(0);
-      expect(pending.mv_descendant_counts).toBe(0);
+        const kinds = await client.query(
+          `SELECT relkind FROM pg_class WHERE oid = ANY (ARRAY[to_regclass('mv_entity_ancestors'), to_regclass('mv_descendant_counts')])`,
+        );
+        expect(kinds.rows.map((r) => r.relkind)).toEqual(
+          strategy === 'incremental' ? ['r', 'r'] : ['m', 'm'],
+        );
+        // The ancestors relation holds the contents of its build snapshot, from before the writes;
+        // the counts relation was built after them.
+        const live = await readBothViews(client);
+        expect(live.ancestors).toEqual(before.ancestors);
+        expect(live.counts).toEqual(after.counts);
+        const pending = await pendingChanges(client);
+        expect(pending.mv_entity_ancestors).toBeGreaterThan(0);
+        expect(pending.mv_descendant_counts).toBe(0);
 
-      const refreshed = await client.query(
-        'SELECT view_name, status, method FROM refresh_hierarchy_views()',
-      );
-      expect(refreshed.rows).toEqual([
-        { view_name: 'mv_entity_ancestors', status: 'refreshed', method },
-        {
-          view_name: 'mv_descendant_counts',
-          status: 'skipped',
-          method: null,
-        },
-      ]);
-      expect(await readBothViews(client)).toEqual(after);
-      expect(await pendingChanges(client)).toEqual({
-        mv_entity_ancestors: 0,
-        mv_descendant_counts: 0,
-      });
-    } finally {
-      await Promise.all([reader, converter, writer].map((c) => c.end()));
-    }
-  }, 120_000);
+        const refreshed = await client.query(
+          'SELECT view_name, status, method FROM refresh_hierarchy_views()',
+        );
+        expect(refreshed.rows).toEqual([
+          { view_name: 'mv_entity_ancestors', status: 'refreshed', method },
+          {
+            view_name: 'mv_descendant_counts',
+            status: 'skipped',
+            method: null,
+          },
+        ]);
+        expect(await readBothViews(client)).toEqual(after);
+        expect(await pendingChanges(client)).toEqual({
+          mv_entity_ancestors: 0,
+          mv_descendant_counts: 0,
+        });
+      } finally {
+        await Promise.all([reader, converter, writer].map((c) => c.end()));
+      }
+    },
+    120_000,
+  );
 });

@@ -136,52 +136,77 @@ describe(`strategy switch at ${ENTITIES / 1000}k entities under readers`, () => 
     }
   }
 
+  /** Privileges on each view (grantee, privilege), owner's own excluded. */
+  async function grants(): Promise<string[]> {
+    const { rows } = await db.client.query<{ g: string }>(
+      `SELECT c.relname || ' ' || COALESCE(r.rolname, 'PUBLIC') || ' ' || a.privilege_type AS g
+         FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+         LEFT JOIN pg_roles r ON r.oid = a.grantee
+        WHERE c.oid IN (SELECT to_regclass(v) FROM unnest($1::text[]) v) AND a.grantee <> c.relowner
+        ORDER BY 1`,
+      [VIEWS],
+    );
+    return rows.map((r) => r.g);
+  }
+
   it.each([
     ['incremental', 'r'],
     ['materialized', 'm'],
-  ] as const)('switches to %s online with identical contents', async (strategy, relkind) => {
-    await keepContents();
-    const stats = await underReaders(() => switchTo(strategy));
-    expect(stats.errors).toEqual([]);
-    expect(stats.maxMs).toBeLessThan(1_000);
-    expect(await differingRows()).toEqual({ mv_entity_ancestors: 0, mv_descendant_counts: 0 });
-    expect(await relationKinds()).toEqual({ mv_entity_ancestors: relkind, mv_descendant_counts: relkind });
+  ] as const)(
+    'switches to %s online with identical contents',
+    async (strategy, relkind) => {
+      await keepContents();
+      const grantsBefore = await grants();
+      const stats = await underReaders(() => switchTo(strategy));
+      expect(stats.errors).toEqual([]);
+      expect(stats.maxMs).toBeLessThan(1_000);
+      expect(await differingRows()).toEqual({ mv_entity_ancestors: 0, mv_descendant_counts: 0 });
+      expect(await relationKinds()).toEqual({
+        mv_entity_ancestors: relkind,
+        mv_descendant_counts: relkind,
+      });
 
-    const status = await db.client.query(
-      `SELECT view_name, strategy, relation_kind, populated, pending_changes::int, row_count::int
+      const status = await db.client.query(
+        `SELECT view_name, strategy, relation_kind, populated, pending_changes::int, row_count::int
          FROM hierarchy_view_status()`,
-    );
-    const count = Number(
-      (await db.client.query('SELECT count(*) AS n FROM entities WHERE is_active')).rows[0].n,
-    );
-    expect(status.rows).toEqual(
-      VIEWS.map((view) => ({
-        view_name: view,
-        strategy,
-        relation_kind: strategy === 'incremental' ? 'table' : 'materialized view',
-        populated: true,
-        pending_changes: 0,
-        row_count: count,
-      })),
-    );
-    // The new relation reflects everything: nothing to do for the next refresh.
-    const next = await db.client.query('SELECT view_name, status, reason FROM refresh_hierarchy_views()');
-    expect(next.rows.map((r) => [r.status, r.reason])).toEqual([
-      ['skipped', 'no_changes'],
-      ['skipped', 'no_changes'],
-    ]);
-    // The same indexes as before the switch, by name.
-    const indexes = await db.client.query(
-      `SELECT tablename, indexname FROM pg_indexes WHERE tablename = ANY ($1) ORDER BY 1, 2`,
-      [VIEWS],
-    );
-    expect(indexes.rows.map((r) => r.indexname)).toEqual([
-      'mv_descendant_counts_depth_path_idx',
-      'mv_descendant_counts_entity_id_key',
-      'mv_descendant_counts_path_gist',
-      'mv_entity_ancestors_depth_path_idx',
-      'mv_entity_ancestors_entity_id_key',
-      'mv_entity_ancestors_path_gist',
-    ]);
-  }, 900_000);
+      );
+      const count = Number(
+        (await db.client.query('SELECT count(*) AS n FROM entities WHERE is_active')).rows[0].n,
+      );
+      expect(status.rows).toEqual(
+        VIEWS.map((view) => ({
+          view_name: view,
+          strategy,
+          relation_kind: strategy === 'incremental' ? 'table' : 'materialized view',
+          populated: true,
+          pending_changes: 0,
+          row_count: count,
+        })),
+      );
+      // Readers keep their privileges (hierarchy_reader, when the migrations could create it).
+      expect(await grants()).toEqual(grantsBefore);
+      // The new relation reflects everything: nothing to do for the next refresh.
+      const next = await db.client.query(
+        'SELECT view_name, status, reason FROM refresh_hierarchy_views()',
+      );
+      expect(next.rows.map((r) => [r.status, r.reason])).toEqual([
+        ['skipped', 'no_changes'],
+        ['skipped', 'no_changes'],
+      ]);
+      // The same indexes as before the switch, by name.
+      const indexes = await db.client.query(
+        `SELECT tablename, indexname FROM pg_indexes WHERE tablename = ANY ($1) ORDER BY 1, 2`,
+        [VIEWS],
+      );
+      expect(indexes.rows.map((r) => r.indexname)).toEqual([
+        'mv_descendant_counts_depth_path_idx',
+        'mv_descendant_counts_entity_id_key',
+        'mv_descendant_counts_path_gist',
+        'mv_entity_ancestors_depth_path_idx',
+        'mv_entity_ancestors_entity_id_key',
+        'mv_entity_ancestors_path_gist',
+      ]);
+    },
+    900_000,
+  );
 });

@@ -6,8 +6,8 @@ import {
   type AppliedBatch,
   applyBatch,
   countChangedRows,
-  editBatchArbitrary,
   type ExpectedViews,
+  editBatchArbitrary,
   expectedViews,
   readBothViews,
 } from '../helpers/hierarchy-edits.ts';
@@ -29,7 +29,12 @@ const VIEWS = ['mv_entity_ancestors', 'mv_descendant_counts'] as const;
 type ViewName = (typeof VIEWS)[number];
 
 /** Small forests: the oracle is quadratic and every sequence refreshes several times. */
-const smallForest = forestArbitrary({ maxRoots: 3, maxDepth: 5, maxChildren: 3, inactiveRatio: 0.25 });
+const smallForest = forestArbitrary({
+  maxRoots: 3,
+  maxDepth: 5,
+  maxChildren: 3,
+  inactiveRatio: 0.25,
+});
 
 interface RefreshRow {
   view: ViewName;
@@ -137,8 +142,14 @@ describe('incremental strategy against the oracle', () => {
     expect(live.ancestors).toEqual(after.ancestors);
     expect(live.counts).toEqual(after.counts);
 
-    const expectedRows = { mv_entity_ancestors: after.ancestors, mv_descendant_counts: after.counts };
-    const beforeRows = { mv_entity_ancestors: before.ancestors, mv_descendant_counts: before.counts };
+    const expectedRows = {
+      mv_entity_ancestors: after.ancestors,
+      mv_descendant_counts: after.counts,
+    };
+    const beforeRows = {
+      mv_entity_ancestors: before.ancestors,
+      mv_descendant_counts: before.counts,
+    };
     const method = applied.truncated ? 'full' : 'incremental';
     const audit = await newAuditRows();
     expect(results.map((r) => r.view)).toEqual([...VIEWS]);
@@ -230,4 +241,30 @@ describe('incremental strategy against the oracle', () => {
       { seed: PROPERTY_SEED + 1, numRuns: CLI_RUNS },
     );
   }, 600_000);
+  // The fallback to a full recompute is for a TRUNCATE in the pending set, not for a pending set
+  // with no captured row at all (a write of updated_at only, an UPDATE that matched nothing).
+  it('applies a write that changes no view column as an empty incremental change', async () => {
+    const { client } = db;
+    await client.query('TRUNCATE entities RESTART IDENTITY');
+    await client.query(`INSERT INTO entities (name, path) VALUES ('a', 'a'), ('b', 'a.b')`);
+    await client.query('SELECT * FROM refresh_hierarchy_views()');
+    for (const write of [
+      `UPDATE entities SET updated_at = now() WHERE path = 'a.b'`,
+      `UPDATE entities SET name = 'never' WHERE false`,
+    ]) {
+      await client.query(write);
+      const { rows } = await client.query(
+        'SELECT view_name, status, method, rows_changed::int FROM refresh_hierarchy_views()',
+      );
+      expect(rows, write).toEqual(
+        VIEWS.map((view) => ({
+          view_name: view,
+          status: 'refreshed',
+          method: 'incremental',
+          rows_changed: 0,
+        })),
+      );
+    }
+    lastAuditId = await maxAuditId();
+  });
 });

@@ -1,8 +1,8 @@
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { forestArbitrary, insertForest } from '../helpers/hierarchy.ts';
 import { expectedViews, readBothViews } from '../helpers/hierarchy-edits.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
-import fc from 'fast-check';
 
 // Reconciliation of the incremental strategy (sql/functions/hierarchy_reconcile_view.sql): an
 // incremental table edited by hand drifts from its definition, and a forced full refresh
@@ -11,7 +11,10 @@ describe('a tampered incremental table', () => {
   let db: TestDatabase;
   beforeAll(async () => {
     db = await createTestDatabase();
-    const [forest] = fc.sample(forestArbitrary({ maxRoots: 3, maxDepth: 6 }), { seed: 11, numRuns: 1 });
+    const [forest] = fc.sample(forestArbitrary({ maxRoots: 3, maxDepth: 6 }), {
+      seed: 11,
+      numRuns: 1,
+    });
     await insertForest(db.client, forest ?? []);
     await db.client.query(`CALL hierarchy_set_view_strategy('incremental')`);
   });

@@ -31,7 +31,9 @@ async function connect(url: string): Promise<pg.Client> {
 }
 
 /** Runs the writers for RUN_MS while sampling their lock waits; returns the waits and commits. */
-async function runWriters(url: string): Promise<{ waits: LockWait[]; commits: number; samples: number }> {
+async function runWriters(
+  url: string,
+): Promise<{ waits: LockWait[]; commits: number; samples: number }> {
   const writers = await Promise.all(Array.from({ length: WRITERS }, () => connect(url)));
   const sampler = await connect(url);
   try {
@@ -83,7 +85,11 @@ async function runWriters(url: string): Promise<{ waits: LockWait[]; commits: nu
       waits.push(...rows);
     }
     await writing;
-    return { waits: waits.filter((w) => w.locktype !== 'extend' && w.wait_event !== 'extend'), commits, samples };
+    return {
+      waits: waits.filter((w) => w.locktype !== 'extend' && w.wait_event !== 'extend'),
+      commits,
+      samples,
+    };
   } finally {
     await Promise.all([...writers, sampler].map((c) => c.end()));
   }
@@ -121,7 +127,9 @@ describe('writers and change tracking', () => {
   it('lets no writer wait on a lock taken by another writer’s tracking, and none sends NOTIFY', async () => {
     expect(await notifyingTriggerFunctions(db.client)).toEqual([]);
     const { waits, commits, samples } = await runWriters(db.url);
-    console.log(`[writer-locks] ${commits} commits, ${samples} samples, ${waits.length} lock waits`);
+    console.log(
+      `[writer-locks] ${commits} commits, ${samples} samples, ${waits.length} lock waits`,
+    );
     expect(commits).toBeGreaterThan(WRITERS * 10);
     expect(samples).toBeGreaterThan(10);
     expect(waits).toEqual([]);
@@ -151,7 +159,9 @@ describe('writers and change tracking', () => {
     try {
       expect(await notifyingTriggerFunctions(client)).toEqual(['hierarchy_track_change']);
       const { waits, commits } = await runWriters(db.url);
-      const notifyWaits = waits.filter((w) => w.locktype === 'object' && w.classid === 'pg_database');
+      const notifyWaits = waits.filter(
+        (w) => w.locktype === 'object' && w.classid === 'pg_database',
+      );
       const fsync = (await client.query<{ fsync: string }>('SHOW fsync')).rows[0]!.fsync;
       console.log(
         `[writer-locks] with NOTIFY: ${commits} commits, ${notifyWaits.length} waits on the notify lock (fsync ${fsync})`,
