@@ -23,7 +23,7 @@ const PROPERTY_SEED = 20261202;
 /** Sequences of the SQL property (at least 200 in CI). */
 const SQL_RUNS = 200;
 /** Sequences of the property that alternates the CLI and SQL (a CLI run costs ~2 s of Node start). */
-const CLI_RUNS = 12;
+const CLI_RUNS = 8;
 /** Sequences of the property with mixed strategies. */
 const MIXED_RUNS = 60;
 
