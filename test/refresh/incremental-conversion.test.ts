@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedHierarchy } from '../../src/seed/seed-hierarchy.ts';
+import { runCli } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 
 // Online strategy switch (sql/functions/hierarchy_set_view_strategy.sql,
@@ -127,7 +128,15 @@ describe(`strategy switch at ${ENTITIES / 1000}k entities under readers`, () => 
     return stats;
   }
 
+  /** To incremental through the CLI, back through the SQL procedure a DBA would CALL. */
   async function switchTo(strategy: 'incremental' | 'materialized'): Promise<void> {
+    if (strategy === 'incremental') {
+      const result = await runCli(['--database-url', db.url, 'views', 'set-strategy', strategy], {
+        timeoutMs: 600_000,
+      });
+      expect(result.code, result.stderr).toBe(0);
+      return;
+    }
     const converter = await connect(db.url);
     try {
       await converter.query('CALL hierarchy_set_view_strategy($1)', [strategy]);

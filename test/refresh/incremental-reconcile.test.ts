@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.ts';
 import { forestArbitrary, insertForest } from '../helpers/hierarchy.ts';
 import { expectedViews, readBothViews } from '../helpers/hierarchy-edits.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
@@ -100,5 +101,27 @@ describe('a tampered incremental table', () => {
       { relname: 'mv_descendant_counts', relkind: 'r' },
       { relname: 'mv_entity_ancestors', relkind: 'r' },
     ]);
+  });
+  it('is restored by `hierarchy-db refresh --full`', async () => {
+    const { client } = db;
+    const expected = await expectedViews(client);
+    expect(await readBothViews(client)).toEqual(expected);
+    const victim = expected.counts[expected.counts.length - 1]!;
+    await client.query('DELETE FROM mv_entity_ancestors WHERE entity_id = $1', [victim.entity_id]);
+    await client.query(`UPDATE mv_descendant_counts SET name = 'tampered' WHERE entity_id = $1`, [
+      victim.entity_id,
+    ]);
+    expect(await readBothViews(client)).not.toEqual(expected);
+
+    const result = await runCli(['--database-url', db.url, 'refresh', '--full', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const { results } = JSON.parse(result.stdout) as {
+      results: { view: string; status: string; method: string; rows_changed: number }[];
+    };
+    expect(results.map((r) => [r.view, r.status, r.method, r.rows_changed])).toEqual([
+      ['mv_entity_ancestors', 'refreshed', 'full', 1],
+      ['mv_descendant_counts', 'refreshed', 'full', 1],
+    ]);
+    expect(await readBothViews(client)).toEqual(expected);
   });
 });
