@@ -403,4 +403,63 @@ describe('incremental refresh with concurrent writers', () => {
     },
     120_000,
   );
+  // The counts apply fixes its batch in a first statement and applies it in a later one; in READ
+  // COMMITTED a transaction may commit in between. Here the later statement waits for a lock on
+  // the counts table while a transaction moves a subtree (Z) away from a path and moves an entity
+  // of the batch (X, renamed before the refresh) into it. Whatever the apply makes of it, the
+  // next refresh must leave both tables equal to the definition.
+  it('stays exact when a move commits between the counts apply’s batch and its apply (READ COMMITTED)', async () => {
+    const { client } = db;
+    await client.query('TRUNCATE entities RESTART IDENTITY');
+    await client.query(
+      `INSERT INTO entities (name, path) VALUES
+         ('a', 'a'), ('x', 'a.x'), ('b', 'b'), ('z', 'b.z'), ('zc', 'b.z.c'), ('c', 'c')`,
+    );
+    await client.query('SELECT * FROM refresh_hierarchy_views()');
+    expect(await readBothViews(client)).toEqual(await expectedViews(client));
+
+    const blocker = await connect(db.url);
+    const mover = await connect(db.url);
+    const refresher = await connect(db.url);
+    try {
+      await client.query(`UPDATE entities SET name = 'x2' WHERE path = 'a.x'`);
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE mv_descendant_counts IN SHARE MODE');
+      await mover.query('BEGIN');
+      await mover.query(`UPDATE entities SET path = 'c' || subpath(path, 1) WHERE path <@ 'b.z'`);
+      await mover.query(`UPDATE entities SET path = 'b.z' WHERE path = 'a.x'`);
+
+      const refresherPid = (await refresher.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      const blockerPid = (await blocker.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      const first$ = refresher.query(
+        'SELECT view_name, status, method FROM refresh_hierarchy_views()',
+      );
+      await waitFor('the counts apply to wait for the table lock', async () => {
+        const { rows } = await client.query(
+          'SELECT $1::int = ANY (pg_blocking_pids($2::int)) AS blocked',
+          [blockerPid, refresherPid],
+        );
+        return rows[0].blocked === true;
+      });
+      await mover.query('COMMIT');
+      await blocker.query('ROLLBACK');
+      const first = (await first$).rows;
+      expect(first.map((r) => r.status)).toEqual(['refreshed', 'refreshed']);
+
+      const second = await refresher.query(
+        'SELECT view_name, status, method FROM refresh_hierarchy_views()',
+      );
+      expect(second.rows.map((r) => r.status)).not.toContain('failed');
+      const live = await readBothViews(client);
+      const expected = await expectedViews(client);
+      expect(live.ancestors).toEqual(expected.ancestors);
+      expect(live.counts).toEqual(expected.counts);
+      expect(await pendingChanges(client)).toEqual({
+        mv_entity_ancestors: 0,
+        mv_descendant_counts: 0,
+      });
+    } finally {
+      await Promise.all([blocker, mover, refresher].map((c) => c.end()));
+    }
+  });
 });
