@@ -410,6 +410,7 @@ describe('incremental refresh with concurrent writers', () => {
   // next refresh must leave both tables equal to the definition.
   it('stays exact when a move commits between the counts apply’s batch and its apply (READ COMMITTED)', async () => {
     const { client } = db;
+    await client.query(`CALL hierarchy_set_view_strategy('incremental')`);
     await client.query('TRUNCATE entities RESTART IDENTITY');
     await client.query(
       `INSERT INTO entities (name, path) VALUES
