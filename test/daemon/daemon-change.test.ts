@@ -14,7 +14,8 @@ import {
 /** A 6-field schedule that never fires while a test runs (midnight, January 1st). */
 const NEVER = '0 0 0 1 1 *';
 
-// Change-driven refresh (--on-change), health, readiness and metrics (SPEC section 4).
+// Change-driven refresh (--on-change), health, readiness and metrics (docs/semantics.md,
+// "On change", "Metrics").
 describe('daemon --on-change', () => {
   let db: TestDatabase;
 
@@ -174,7 +175,7 @@ describe('daemon --on-change', () => {
     );
   });
 
-  it('serves /healthz, /readyz and /metrics with every SPEC metric and its labels', async () => {
+  it('serves /healthz, /readyz and /metrics with every documented metric and its labels', async () => {
     // Changed before the start: the start-up catch-up refreshes it at once; the changes made
     // afterwards wait out the long debounce, so they show as pending.
     await db.client.query(`UPDATE entities SET name = 'c-metrics' WHERE path = 'a.b.c'`);

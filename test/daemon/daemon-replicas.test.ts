@@ -10,7 +10,7 @@ interface AuditRow {
   backend_pid: number;
 }
 
-// Several replicas against one database (SPEC section 4): each due refresh happens once and
+// Several replicas against one database (docs/semantics.md, "Schedule"): each due refresh happens once and
 // refreshes never overlap; the database decides, not the processes.
 describe('daemon replicas', () => {
   let db: TestDatabase;

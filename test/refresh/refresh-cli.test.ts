@@ -6,7 +6,7 @@ import { auditRows } from '../helpers/sql-fixtures.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 import { waitUntil } from '../helpers/wait-until.ts';
 
-// `refresh`, `status` and `history` as an operator runs them (SPEC section 3).
+// `refresh`, `status` and `history` as an operator runs them (README, "Commands").
 describe('refresh, status and history (CLI)', () => {
   let db: TestDatabase;
   const cli = (...args: string[]) =>

@@ -4,8 +4,8 @@ import { auditRows } from '../helpers/sql-fixtures.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 import { waitUntil } from '../helpers/wait-until.ts';
 
-// refresh_hierarchy_views(), change tracking and the audit (SPEC 2.4–2.6), called from plain SQL
-// the way a person in psql would.
+// refresh_hierarchy_views(), change tracking and the audit (docs/semantics.md), called from plain
+// SQL the way a person in psql would.
 describe('refresh_hierarchy_views() from SQL', () => {
   let db: TestDatabase;
   const extra: pg.Client[] = [];
