@@ -1,12 +1,39 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Test files that need no database: they run in the `unit` project, which never starts
+ * PostgreSQL. Everything else is in the `database` project, so a new test file lands there until
+ * it is listed here (by name, not by folder: a folder can hold both kinds).
+ */
+const UNIT_TESTS = [
+  'test/cli/errors.test.ts',
+  'test/cli/readme.test.ts',
+  'test/config/config.test.ts',
+  'test/daemon/backoff.test.ts',
+  'test/daemon/change-debouncer.test.ts',
+  'test/daemon/daemon-flags.test.ts',
+  'test/deploy/manifests.test.ts',
+  'test/public-api.test.ts',
+];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    globalSetup: ['test/global-setup.ts'],
     // Test files run in parallel, each on its own cloned database; 2 cores here.
     maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    projects: [
+      { extends: true, test: { name: 'unit', include: UNIT_TESTS } },
+      {
+        extends: true,
+        test: {
+          name: 'database',
+          include: ['test/**/*.test.ts'],
+          exclude: UNIT_TESTS,
+          // Starts the test server and migrates the template database (only for this project).
+          globalSetup: ['test/global-setup.ts'],
+        },
+      },
+    ],
   },
 });

@@ -1,5 +1,5 @@
-// `npm run bench`: this project's views and refresh path against the origin report's
-// formulation, on the same data, at several sizes (issue 6). Writes a JSON result file and prints
+// `npm run bench` (docs/benchmark.md): this project's views and refresh path against the origin
+// formulation (scripts/bench/origin-views.ts), on the same data, at several sizes. Writes a JSON result file and prints
 // a markdown table. Runs on a throwaway embedded PostgreSQL unless --database-url names a server,
 // on which it creates (and drops) a scratch database of its own.
 //

@@ -60,7 +60,7 @@ async function refreshBoth(client: pg.Client, schema: string): Promise<RefreshTi
 
 /**
  * Full refresh of both views with this project's definitions (the migrated views in `public`)
- * and with the origin report's formulation (built in a scratch schema), on the same data, one
+ * and with the origin formulation (scripts/bench/origin-views.ts, built in a scratch schema), on the same data, one
  * after the other; then checks that both formulations hold the same rows.
  */
 export async function compareRefresh(connection: ConnectionOptions): Promise<{

@@ -1,11 +1,12 @@
-// The origin report's view formulation (context/origin-report.md), the baseline the benchmark
-// compares this project's views with. Its structure is kept — GiST containment self-joins on
-// `entities`, grouped per entity — and only its defects against SPEC 2.2/2.3 are corrected, so
-// that both formulations produce the same rows (the benchmark checks that they do):
-// - descendants: the report joined `d.path @> e.path` (ancestors, not descendants) and filtered
+// The origin formulation of the views, the first sketch this project replaced: the baseline the
+// benchmark compares this project's views with. Its structure is kept — GiST containment
+// self-joins on `entities`, grouped per entity — and only its defects against docs/semantics.md
+// ("Views") are corrected, so that both formulations produce the same rows (the benchmark checks
+// that they do):
+// - descendants: the sketch joined `d.path @> e.path` (ancestors, not descendants) and filtered
 //   `d.is_active` in WHERE (dropping leaves); here `d.path <@ e.path AND d.path <> e.path` with
 //   `d.is_active` in the join condition, so leaves count 0;
-// - ancestors: the report returned names only, unordered, `{NULL}` for roots and `SELECT DISTINCT`;
+// - ancestors: the sketch returned names only, unordered, `{NULL}` for roots and `SELECT DISTINCT`;
 //   here ids and names ordered root first, `{}` for roots.
 // The views live in a scratch schema with the same indexes as ours (the unique index
 // REFRESH ... CONCURRENTLY needs, GiST on path, btree on (path_depth, path)).

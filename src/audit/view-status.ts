@@ -22,7 +22,7 @@ export interface LastRefresh {
   duration_ms: number;
 }
 
-/** One view in `status` (SPEC 3). */
+/** One view in `status` (`status --json` prints these fields; README, "hierarchy-db status"). */
 export interface ViewStatus {
   view: ViewName;
   /** How the view is maintained, as recorded in the database. */

@@ -38,7 +38,7 @@ export class CommandFailedError extends Error {
   override readonly name = 'CommandFailedError';
 }
 
-/** Maps an error to the exit code SPEC section 3 assigns it. */
+/** Maps an error to its exit code (see {@link EXIT}): alerting and deploy scripts branch on it. */
 export function exitCodeFor(error: unknown): number {
   if (error instanceof ConfigError) return EXIT.USAGE;
   if (error instanceof ConnectionError) return EXIT.UNREACHABLE;

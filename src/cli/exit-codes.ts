@@ -1,4 +1,7 @@
-/** Process exit codes (SPEC section 3). Only `src/cli` and `src/daemon` use them. */
+/**
+ * Process exit codes, documented in the README ("Commands") because scripts and alerting branch
+ * on them: keep them stable. Only `src/cli` and `src/daemon` use them.
+ */
 export const EXIT = {
   /** Success. */
   OK: 0,

@@ -3,7 +3,7 @@ import { hideBin } from 'yargs/helpers';
 import { commands } from './commands/index.ts';
 import { EXIT } from './exit-codes.ts';
 
-// The CLI entry: global flags, one file per command, and the exit codes of SPEC section 3.
+// The CLI entry: global flags, one file per command, and the exit codes of src/cli/exit-codes.ts.
 // Every flag also reads HIERARCHY_DB_<FLAG> from the environment (yargs .env()).
 const cli = yargs(hideBin(process.argv))
   .scriptName('hierarchy-db')

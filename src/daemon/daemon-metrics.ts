@@ -8,8 +8,9 @@ const STATUSES: readonly RefreshStatus[] = ['refreshed', 'skipped', 'failed', 'c
 const METHODS = ['concurrent', 'plain', 'incremental', 'full', 'none'] as const;
 
 /**
- * The Prometheus metrics of SPEC section 4, in a registry of their own (nothing else is exported,
- * so the names on `/metrics` are exactly the contract's). Every series exists from the first
+ * The Prometheus metrics of docs/semantics.md ("Metrics"), in a registry of their own (nothing
+ * else is exported, so the names on `/metrics` are exactly the documented ones, which alert rules
+ * and dashboards rely on). Every series exists from the first
  * scrape, at zero, so `rate()` and absence alerts work before the first refresh.
  *
  * Staleness, pending changes and the last success come from the database

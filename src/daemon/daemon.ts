@@ -36,7 +36,7 @@ export interface DaemonDependencies {
 }
 
 /**
- * `hierarchy-db daemon` (SPEC section 4): refreshes on a cron schedule and/or on change
+ * `hierarchy-db daemon` (docs/semantics.md, "The daemon"): refreshes on a cron schedule and/or on change
  * notifications, through `refresh_hierarchy_views()` like every other caller, and serves health,
  * readiness and metrics.
  *

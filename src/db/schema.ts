@@ -1,6 +1,6 @@
 import type { ColumnType, Generated } from 'kysely';
 
-/** `entities` (SPEC 2.1). */
+/** `entities`: one row per node of the hierarchy. */
 export interface EntitiesTable {
   id: Generated<number>;
   name: string;
@@ -13,7 +13,9 @@ export interface EntitiesTable {
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }
 
-/** `mv_entity_ancestors`: a materialized view or a table, by strategy (docs/semantics.md). */
+/**
+ * `mv_entity_ancestors`: a materialized view or a table, by strategy (docs/semantics.md, "Views").
+ */
 export interface EntityAncestorsView {
   entity_id: number;
   name: string;
@@ -24,7 +26,9 @@ export interface EntityAncestorsView {
   ancestors: string[];
 }
 
-/** `mv_descendant_counts`: a materialized view or a table, by strategy (docs/semantics.md). */
+/**
+ * `mv_descendant_counts`: a materialized view or a table, by strategy (docs/semantics.md, "Views").
+ */
 export interface DescendantCountsView {
   entity_id: number;
   name: string;
@@ -34,7 +38,10 @@ export interface DescendantCountsView {
   descendant_count: number;
 }
 
-/** `mv_refresh_audit`: one row per refresh attempt that did or tried work (docs/semantics.md). */
+/**
+ * `mv_refresh_audit`: one row per refresh attempt that did or tried work (docs/semantics.md,
+ * "The audit").
+ */
 export interface RefreshAuditTable {
   id: Generated<number>;
   view_name: string;

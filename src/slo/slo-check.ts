@@ -5,21 +5,27 @@ import { RefreshEngine, type RefreshResult } from '../refresh/refresh-engine.ts'
 import { drawEntityIds, measureAncestorLookups } from './ancestor-lookup.ts';
 import { roundMs, summarizeLatencies } from './latency.ts';
 
-/** Target mean of one ancestor lookup (origin report): 1.25 ms. */
+/**
+ * Target mean of one ancestor lookup, the service's latency SLO (README, "hierarchy-db slo"):
+ * 1.25 ms.
+ */
 export const DEFAULT_TARGET_MEAN_MS = 1.25;
-/** Target p95 of one ancestor lookup (origin report): 1.87 ms. */
+/** Target p95 of one ancestor lookup, the service's latency SLO: 1.87 ms. */
 export const DEFAULT_TARGET_P95_MS = 1.87;
-/** A full refresh of the views must take less than this (origin report): 1000 ms. */
+/** A full refresh of the views must take less than this, the service's refresh SLO: 1000 ms. */
 export const DEFAULT_REFRESH_THRESHOLD_MS = 1_000;
 /** Default measured lookups: 10 000. */
 export const DEFAULT_SLO_SAMPLES = 10_000;
 /** Default window of audited refreshes the refresh SLO is measured on: 24 hours. */
 export const DEFAULT_REFRESH_WINDOW_MS = 24 * 3_600_000;
 
-/** `PASSED` or `FAILED`, as the origin report spells them. */
+/** `PASSED` or `FAILED` (upper case: part of the `slo --json` format). */
 export type SloStatus = 'PASSED' | 'FAILED';
 
-/** The SLO report, exactly in SPEC section 6's shape. */
+/**
+ * The SLO report, in the shape `slo --json` documents (README, "hierarchy-db slo"): keep it
+ * stable.
+ */
 export interface SloReport {
   entities: number;
   ancestor_resolution: {
@@ -82,7 +88,7 @@ export class SloRefreshError extends Error {
 }
 
 /**
- * Validates the origin report's SLOs on the connected database:
+ * Validates the service's SLOs on the connected database:
  * 1. refresh, on what production does: the p95 of the audited durations of successful view
  *    refreshes (rebuilds excluded) over the window; with `measureRefresh`, or when the window
  *    holds none, one forced refresh of both views through `refresh_hierarchy_views()` (trigger

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.ts';
 
-// Exit codes and one-line errors (SPEC section 3).
+// Exit codes and one-line errors (README, "Commands"; src/cli/exit-codes.ts).
 describe('CLI errors', () => {
   it('exits 3 in one line, naming host:port and never the password, when the database is unreachable', async () => {
     const result = await runCli([

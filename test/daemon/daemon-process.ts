@@ -1,6 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLI_PATH } from '../helpers/cli.ts';
+import { waitUntil } from '../helpers/wait-until.ts';
+
+export { waitUntil };
 
 /** One pino line of the daemon's stderr (or `{ raw }` for anything that is not JSON). */
 export interface LogLine {
@@ -138,26 +141,6 @@ export async function killDaemons(): Promise<void> {
     }
   }
   await Promise.all(all.map((d) => Promise.race([d.exited, sleep(5_000)])));
-}
-
-/** Polls `check` every `intervalMs` until it returns true; fails after `timeoutMs`. */
-export async function waitUntil(
-  check: () => Promise<boolean> | boolean,
-  timeoutMs: number,
-  what: string,
-  intervalMs = 50,
-): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    try {
-      if (await check()) return Date.now() - started;
-    } catch {
-      // not yet (e.g. the HTTP server is not up)
-    }
-    if (Date.now() - started > timeoutMs)
-      throw new Error(`timed out after ${timeoutMs}ms: ${what}`);
-    await sleep(intervalMs);
-  }
 }
 
 /** Waits until `/readyz` answers `status`. */

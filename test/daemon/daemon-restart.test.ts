@@ -6,7 +6,7 @@ import { createLogger } from '../../src/logging/logger.ts';
 import { Migrator } from '../../src/migrate/migrator.ts';
 import { killDaemons, startDaemon, waitForReady, waitUntil } from './daemon-process.ts';
 
-// The database going away (SPEC section 4): the daemon keeps running, reports not-ready,
+// The database going away (docs/semantics.md, "Faults"): the daemon keeps running, reports not-ready,
 // reconnects with backoff, re-LISTENs and refreshes what changed. A server of its own, since the
 // test stops it.
 describe('daemon across a database restart', () => {

@@ -9,7 +9,7 @@ import {
   waitUntil,
 } from './daemon-process.ts';
 
-// Graceful shutdown and failed refreshes (SPEC section 4). A long refresh is made by another
+// Graceful shutdown and failed refreshes (docs/semantics.md, "Faults"). A long refresh is made by another
 // session holding the view's EXCLUSIVE lock (its own uncommitted REFRESH ... CONCURRENTLY), which
 // the daemon's refresh must wait for while readers go on.
 describe('daemon shutdown and retries', () => {

@@ -11,8 +11,8 @@ const RULES_FILE = 'deploy/prometheus/hierarchy-db.rules.yml';
 const RULES_TEST_FILE = 'deploy/prometheus/hierarchy-db.rules.test.yml';
 const K8S_DIR = 'deploy/kubernetes';
 
-/** The daemon's metrics, as named in SPEC section 4 (plus Prometheus' own `up`). */
-const SPEC_METRICS = new Set([
+/** The daemon's metrics (docs/semantics.md, "Metrics"), plus Prometheus' own `up`. */
+const DAEMON_METRICS = new Set([
   'hierarchy_refresh_duration_seconds',
   'hierarchy_refresh_total',
   'hierarchy_view_staleness_seconds',
@@ -23,8 +23,8 @@ const SPEC_METRICS = new Set([
 ]);
 /** A histogram is exposed as these series. */
 const HISTOGRAM_SUFFIXES = ['_bucket', '_sum', '_count'];
-const SPEC_HISTOGRAMS = ['hierarchy_refresh_duration_seconds'];
-/** The daemon's `--grace` default (SPEC section 4). */
+const DAEMON_HISTOGRAMS = ['hierarchy_refresh_duration_seconds'];
+/** The daemon's `--grace` default (README, "Configuration"). */
 const DEFAULT_GRACE_MS = 30_000;
 
 // Minimal shapes of what the tests read; the YAML is untyped until these assertions pass.
@@ -141,9 +141,9 @@ function metricNames(expr: string): string[] {
   return names;
 }
 
-function isSpecMetric(name: string): boolean {
-  if (SPEC_METRICS.has(name)) return true;
-  return SPEC_HISTOGRAMS.some((base) =>
+function isDaemonMetric(name: string): boolean {
+  if (DAEMON_METRICS.has(name)) return true;
+  return DAEMON_HISTOGRAMS.some((base) =>
     HISTOGRAM_SUFFIXES.some((suffix) => name === base + suffix),
   );
 }
@@ -196,10 +196,10 @@ describe('Prometheus alert rules', () => {
     );
   });
 
-  it('uses only the metric names of SPEC section 4', () => {
+  it("uses only the daemon's metric names", () => {
     const used = rules.flatMap((rule) => metricNames(rule.expr));
     expect(used.length).toBeGreaterThan(0);
-    expect(used.filter((name) => !isSpecMetric(name))).toEqual([]);
+    expect(used.filter((name) => !isDaemonMetric(name))).toEqual([]);
   });
 
   it('names the daemon job hierarchy-db wherever it selects on a job', () => {
@@ -231,7 +231,7 @@ describe('Prometheus alert rules', () => {
     expect(runbooks).toContain('`hierarchy-db refresh --force`');
   });
 
-  it('has a promtool unit test for every alert, fed only with SPEC metrics', () => {
+  it("has a promtool unit test for every alert, fed only with the daemon's metrics", () => {
     const unitTests = parse(readRepoFile(RULES_TEST_FILE)) as {
       rule_files: string[];
       tests: {
@@ -256,7 +256,7 @@ describe('Prometheus alert rules', () => {
     const series = unitTests.tests.flatMap((test) =>
       test.input_series.map((input) => input.series.replace(/\{.*$/, '')),
     );
-    expect(series.filter((name) => !isSpecMetric(name))).toEqual([]);
+    expect(series.filter((name) => !isDaemonMetric(name))).toEqual([]);
   });
 
   const promtool = onPath('promtool');

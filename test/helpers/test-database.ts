@@ -22,6 +22,11 @@ export async function createTestDatabase(
   options: { migrated?: boolean } = {},
 ): Promise<TestDatabase> {
   const adminUrl = inject('adminUrl');
+  if (!adminUrl) {
+    throw new Error(
+      'no test server in this project: a test file that creates databases must not be listed in UNIT_TESTS (vitest.config.ts)',
+    );
+  }
   const name = `${inject('runPrefix')}_${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client(adminUrl);
   await admin.connect();

@@ -67,7 +67,7 @@ describe('migrate (CLI)', () => {
     expect(invalid.rows).toEqual([]);
   });
 
-  it('reports status as JSON in the SPEC shape', async () => {
+  it('reports status as JSON in the documented shape', async () => {
     const db = await emptyDatabase();
     const before = await runCli(['migrate', 'status', '--json', '--database-url', db.url]);
     expect(before.code).toBe(0);

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
+import { waitUntil } from '../helpers/wait-until.ts';
 
 interface Feed {
   views: string[];
@@ -16,10 +17,7 @@ describe('hierarchy_views_refreshed on incremental views', () => {
   let listener: pg.Client;
   const received: Feed[] = [];
   const next = async (count: number) => {
-    const deadline = Date.now() + 10_000;
-    while (received.length < count && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitUntil(() => received.length >= count, 10_000, `${count} notification(s)`, 20);
     expect(received).toHaveLength(count);
     return received[count - 1]!;
   };

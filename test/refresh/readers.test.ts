@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertBulkHierarchy } from '../helpers/sql-fixtures.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 
-// Readers are never blocked by a refresh (SPEC 2.5: CONCURRENTLY). A bound, not a benchmark:
+// Readers are never blocked by a refresh (CONCURRENTLY; docs/semantics.md, "Refreshing"). A bound, not a benchmark:
 // the refresh takes seconds at this size, lookups must stay far below that.
 describe('readers during a forced refresh of 200k entities', () => {
   let db: TestDatabase;

@@ -2,9 +2,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { auditRows } from '../helpers/sql-fixtures.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
+import { waitUntil } from '../helpers/wait-until.ts';
 
-// refresh_hierarchy_views(), change tracking and the audit (SPEC 2.4–2.6), called from plain SQL
-// the way a person in psql would.
+// refresh_hierarchy_views(), change tracking and the audit (docs/semantics.md), called from plain
+// SQL the way a person in psql would.
 describe('refresh_hierarchy_views() from SQL', () => {
   let db: TestDatabase;
   const extra: pg.Client[] = [];
@@ -83,6 +84,7 @@ describe('refresh_hierarchy_views() from SQL', () => {
     const before = Date.now();
     await db.client.query(`UPDATE entities SET name = 'x' WHERE path = 'a'`);
     const afterWrite = Date.now();
+    // Time must pass between the two writes for "earliest" and "latest" change to differ.
     await new Promise((r) => setTimeout(r, 600));
     await db.client.query(`UPDATE entities SET name = 'y' WHERE path = 'a'`); // a later change does not reset it
     const checkStart = Date.now();
@@ -222,13 +224,17 @@ describe('refresh_hierarchy_views() from SQL', () => {
     const victim = await connect();
     const victimPid = (await victim.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
     const call = victim.query('SELECT * FROM refresh_hierarchy_views(true)');
-    await waitFor(async () => {
-      const { rows } = await db.client.query(
-        `SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`,
-        [victimPid],
-      );
-      return rows[0]?.wait_event_type === 'Lock';
-    });
+    await waitUntil(
+      async () => {
+        const { rows } = await db.client.query(
+          `SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`,
+          [victimPid],
+        );
+        return rows[0]?.wait_event_type === 'Lock';
+      },
+      10_000,
+      'the refresh waits for the lock',
+    );
     await db.client.query('SELECT pg_cancel_backend($1)', [victimPid]);
     const { rows } = await call;
     await blocker.query('COMMIT');
@@ -278,7 +284,7 @@ describe('refresh_hierarchy_views() from SQL', () => {
     await db.client.query('SELECT * FROM refresh_hierarchy_views()');
     // Notifications of one session arrive in commit order: once the refresher's has arrived, a
     // writer's sent before it would have arrived too.
-    await waitFor(async () => refreshes.length === 1);
+    await waitUntil(() => refreshes.length === 1, 10_000, "the refresher's notification");
     expect(writes).toEqual([]);
     const payload = JSON.parse(refreshes[0]!);
     expect(payload).toEqual({
@@ -290,7 +296,7 @@ describe('refresh_hierarchy_views() from SQL', () => {
     await db.client.query('SELECT * FROM refresh_hierarchy_views()'); // nothing pending: no NOTIFY
     await db.client.query(`UPDATE entities SET name = 'n2' WHERE path = 'a'`);
     await db.client.query('SELECT * FROM refresh_hierarchy_views()');
-    await waitFor(async () => refreshes.length === 2);
+    await waitUntil(() => refreshes.length === 2, 10_000, "the second refresh's notification");
     expect(writes).toEqual([]);
   });
 
@@ -338,21 +344,17 @@ describe('refresh_hierarchy_views() from SQL', () => {
 });
 
 /** Waits until some session waits for a lock on `relation`. */
-function waitForLockWait(client: pg.Client, relation: string): Promise<void> {
-  return waitFor(async () => {
-    const { rows } = await client.query(
-      'SELECT count(*)::int AS n FROM pg_locks WHERE relation = $1::regclass AND NOT granted',
-      [relation],
-    );
-    return rows[0].n > 0;
-  });
-}
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await condition()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error('condition not met in time');
+function waitForLockWait(client: pg.Client, relation: string): Promise<number> {
+  return waitUntil(
+    async () => {
+      const { rows } = await client.query(
+        'SELECT count(*)::int AS n FROM pg_locks WHERE relation = $1::regclass AND NOT granted',
+        [relation],
+      );
+      return rows[0].n > 0;
+    },
+    10_000,
+    `a session waits for a lock on ${relation}`,
+    25,
+  );
 }

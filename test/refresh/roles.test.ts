@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 
-// Least privilege (SPEC 2.5): hierarchy_refresher may only run the refresh, hierarchy_reader may
+// Least privilege (docs/semantics.md, "Roles"): hierarchy_refresher may only run the refresh, hierarchy_reader may
 // only read the views, PUBLIC may do neither; the SECURITY DEFINER function works on 15 and 18.
 describe('roles and the SECURITY DEFINER refresh', () => {
   let db: TestDatabase;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 
-// Integrity the database enforces on `entities` (SPEC 2.1): bad input is rejected with a clear
+// Integrity the database enforces on `entities`: bad input is rejected with a clear
 // error and changes nothing.
 describe('entities integrity', () => {
   let db: TestDatabase;

@@ -10,7 +10,7 @@ import {
 } from '../helpers/hierarchy.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 
-// View semantics (SPEC 2.2, 2.3) against an independent computation in JavaScript, on random
+// View semantics (docs/semantics.md, "Views") against an independent computation in JavaScript, on random
 // forests with a fixed seed: several roots, depth up to 8, ~15% inactive, one subtree moved.
 describe('materialized views match the oracle', () => {
   let db: TestDatabase;

@@ -3,8 +3,8 @@ import { runCli } from '../helpers/cli.ts';
 import { auditRows, insertBulkHierarchy } from '../helpers/sql-fixtures.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 
-// `slo` (SPEC section 6): the report's JSON shape and exit codes. Targets are set impossibly
-// generous or impossibly strict to decide PASSED/FAILED; no timing is asserted.
+// `slo` (README, "hierarchy-db slo"): the report's JSON shape and exit codes. Targets are set
+// impossibly generous or impossibly strict to decide PASSED/FAILED; no timing is asserted.
 describe('slo (CLI)', () => {
   let db: TestDatabase;
   const cli = (...args: string[]) =>
@@ -18,7 +18,7 @@ describe('slo (CLI)', () => {
     await db?.drop();
   });
 
-  it('prints the report in the SPEC shape and passes generous targets', async () => {
+  it('prints the report in the documented shape and passes generous targets', async () => {
     const result = await cli(
       'slo',
       '--json',
