@@ -6,7 +6,7 @@ import { runCli } from '../helpers/cli.ts';
 describe('daemon flags', () => {
   const url = 'postgres://alice:s3cret-pw@127.0.0.1:9/db';
   const daemon = (...args: string[]) =>
-    runCli(['--database-url', url, 'daemon', ...args], { timeoutMs: 20_000 });
+    runCli(['--database-url', url, 'daemon', ...args], { timeoutMs: 90_000 });
 
   it.concurrent.each([
     [
@@ -35,7 +35,7 @@ describe('daemon flags', () => {
     expect(lines, result.stderr).toHaveLength(1);
     expect(lines[0]).toMatch(message);
     expect(result.stderr).not.toContain('s3cret-pw');
-  });
+  }, 120_000); // ten CLI starts at once on a loaded machine
 
   it('documents the flags and what happens with neither --schedule nor --on-change', async () => {
     const result = await runCli(['daemon', '--help']);
