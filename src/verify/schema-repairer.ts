@@ -4,11 +4,10 @@ import type { ConnectionOptions } from '../db/pool.ts';
 import { sqlState } from '../db/sqlstate.ts';
 import type { Logger } from '../logging/logger.ts';
 import { acquireSchemaLock } from '../migrate/advisory-lock.ts';
-import { formatPlan, planRepairs, type RepairAction, type RepairPlan } from './repair-plan.ts';
+import { type CheckResult, ENTITIES_INDEXES, type Repair } from './checks.ts';
+import type { SchemaFacts } from './schema-inspector.ts';
 import { inspectAndCheck, openClient, type VerifyReport } from './schema-verifier.ts';
-
-/** SQLSTATE 0A000: e.g. REINDEX CONCURRENTLY of an index that cannot be rebuilt that way. */
-const FEATURE_NOT_SUPPORTED = '0A000';
+import type { SqlDefinitions } from './sql-definitions.ts';
 
 /** Default `lock_timeout` of each repair step: 30 s. */
 export const DEFAULT_REPAIR_LOCK_TIMEOUT_MS = 30_000;
@@ -25,6 +24,19 @@ export interface RepairOptions {
   lockTimeoutMs?: number;
   /** Directory of migration files for the pending/modified checks. Default: the project's. */
   migrationsDir?: string;
+  /** Directory of canonical definitions. Default: the `sql/` shipped with hierarchy-db. */
+  sqlDir?: string;
+}
+
+/** One step of a repair, as it runs and as `--dry-run` prints it. */
+export interface RepairAction {
+  /** What it does, e.g. `rebuild mv_descendant_counts online (hierarchy_rebuild_view)`. */
+  description: string;
+  /** The failed checks it answers. */
+  reasons: string[];
+  /** All statements in one transaction; otherwise each on its own (CONCURRENTLY builds). */
+  transactional: boolean;
+  statements: string[];
 }
 
 /** How one step went. */
@@ -42,20 +54,228 @@ export interface RepairOutcome {
   refused: string | null;
   /** The checks before the repair. */
   before: VerifyReport;
-  plan: RepairPlan;
-  /** The plan as SQL. */
-  planSql: string;
+  actions: RepairAction[];
+  /** Failed checks no repair answers (tables, extensions, constraints, migrations). */
+  unrepairable: CheckResult[];
   steps: RepairStepResult[];
   /** The checklist after the repair; null for a dry run or a refusal. */
   after: VerifyReport | null;
 }
 
+// Dependency order: functions (triggers and views need them), the definition views, triggers,
+// the relations (rebuilt online from their definitions), indexes of entities, owners, grants.
+const ORDER: Repair['kind'][] = [
+  'function',
+  'definition',
+  'trigger',
+  'trigger-state',
+  'rebuild',
+  'index',
+  'owner',
+  'grants',
+];
+
+/** Turns failed checks into repair steps, in dependency order. */
+export function planRepairs(
+  checks: CheckResult[],
+  facts: SchemaFacts,
+  sql: SqlDefinitions,
+  lockTimeoutMs: number,
+): { actions: RepairAction[]; unrepairable: CheckResult[] } {
+  const failed = checks.filter((c) => !c.ok);
+  const planned = new Map<string, { repair: Repair; reasons: string[] }>();
+  for (const check of failed) {
+    for (const repair of check.repairs) {
+      const key = JSON.stringify(repair);
+      const entry = planned.get(key) ?? { repair, reasons: [] };
+      entry.reasons.push(`${check.name}: ${check.detail}`);
+      planned.set(key, entry);
+    }
+  }
+  // Recreated objects start without their grants: grants.sql runs after any other step.
+  if (planned.size > 0 && !planned.has('{"kind":"grants"}')) {
+    planned.set('{"kind":"grants"}', {
+      repair: { kind: 'grants' },
+      reasons: ['privileges of repaired objects'],
+    });
+  }
+  const steps = new Steps(facts, sql, lockTimeoutMs);
+  const actions = [...planned.values()]
+    .sort((a, b) => ORDER.indexOf(a.repair.kind) - ORDER.indexOf(b.repair.kind))
+    .map(({ repair, reasons }) => ({ ...steps.action(repair), reasons }));
+  return { actions, unrepairable: failed.filter((c) => c.repairs.length === 0) };
+}
+
+/** Quotes an identifier unless it is a plain lower-case name. */
+const ident = (name: string) =>
+  /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
+const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
+
+class Steps {
+  readonly #facts: SchemaFacts;
+  readonly #sql: SqlDefinitions;
+  readonly #lockTimeoutMs: number;
+  readonly #schema: string;
+  readonly #owner: string | null;
+
+  constructor(facts: SchemaFacts, sql: SqlDefinitions, lockTimeoutMs: number) {
+    this.#facts = facts;
+    this.#sql = sql;
+    this.#lockTimeoutMs = lockTimeoutMs;
+    this.#schema = facts.quotedSchema;
+    this.#owner = facts.relations.entities?.owner ?? null;
+  }
+
+  /** How every file of sql/ is applied (sql/README.md): the schema first on the search_path. */
+  #prelude(): string[] {
+    return [
+      `SET LOCAL lock_timeout = '${this.#lockTimeoutMs}ms'`,
+      `SELECT set_config('search_path', ${literal(`${this.#schema}, pg_temp`)}, true)`,
+    ];
+  }
+
+  /** `ALTER ... OWNER TO` the owner of entities, when `repair` runs as someone else. */
+  #giveBack(type: string, object: string): string[] {
+    const owner = this.#owner;
+    return owner && owner !== this.#facts.currentUser
+      ? [`ALTER ${type} ${object} OWNER TO "${owner.replaceAll('"', '""')}"`]
+      : [];
+  }
+
+  /**
+   * Writes made while a trigger on entities was missing, drifted or disabled may never have been
+   * recorded, so no view knows it misses them. Record one change now, dated when the oldest
+   * view's data was read: every unrecorded write came later, so staleness is over-estimated,
+   * never under-estimated, until the next refresh.
+   */
+  #markViewsStale(): string {
+    return `INSERT INTO ${this.#schema}.hierarchy_changes (xid, changed_at)
+  SELECT pg_current_xact_id(), COALESCE(min(s.data_as_of), clock_timestamp()) FROM ${this.#schema}.hierarchy_view_state s
+  ON CONFLICT (xid) DO NOTHING`;
+  }
+
+  #file(files: { name: string; file: string; sql: string }[], name: string) {
+    return files.find((f) => f.name === name)!;
+  }
+
+  action(repair: Repair): Omit<RepairAction, 'reasons'> {
+    const entities = `${this.#schema}.entities`;
+    const tx = (description: string, statements: string[]) => ({
+      description,
+      transactional: true,
+      statements,
+    });
+    switch (repair.kind) {
+      case 'function': {
+        const file = this.#file(this.#sql.functions, repair.name);
+        const fact = this.#facts.functions.find((f) => f.file.name === repair.name);
+        const created = repair.drop !== null || !fact?.live;
+        const identity = fact?.canonical.ok ? fact.canonical.value.identity : repair.name;
+        return tx(`${created ? 'create' : 'replace'} function ${identity} from ${file.file}`, [
+          ...this.#prelude(),
+          ...(repair.drop ? [`DROP ROUTINE ${this.#schema}.${repair.drop}`] : []),
+          file.sql.trim(),
+          ...(created ? this.#giveBack('ROUTINE', `${this.#schema}.${identity}`) : []),
+        ]);
+      }
+      case 'definition': {
+        const file = this.#file(this.#sql.views, repair.name);
+        return tx(`create or replace view ${repair.name} from ${file.file}`, [
+          ...this.#prelude(),
+          file.sql.trim(),
+        ]);
+      }
+      case 'trigger': {
+        const file = this.#file(this.#sql.triggers, repair.name);
+        return tx(
+          `recreate trigger ${repair.name} on entities from ${file.file}${repair.enable ? '' : ' (disabled)'}`,
+          [
+            ...this.#prelude(),
+            `DROP TRIGGER IF EXISTS ${ident(repair.name)} ON ${entities}`,
+            file.sql.trim(),
+            ...(repair.enable
+              ? []
+              : [`ALTER TABLE ${entities} DISABLE TRIGGER ${ident(repair.name)}`]),
+            this.#markViewsStale(),
+          ],
+        );
+      }
+      case 'trigger-state':
+        return tx(`${repair.enable ? 'enable' : 'disable'} trigger ${repair.name} on entities`, [
+          ...this.#prelude(),
+          `ALTER TABLE ${entities} ${repair.enable ? 'ENABLE' : 'DISABLE'} TRIGGER ${ident(repair.name)}`,
+          ...(repair.enable ? [this.#markViewsStale()] : []),
+        ]);
+      case 'rebuild': {
+        const view = this.#facts.views.find((v) => v.name === repair.view)!;
+        const type = view.strategy === 'incremental' ? 'TABLE' : 'MATERIALIZED VIEW';
+        // Online: built beside the old relation, then swapped in one short transaction.
+        return tx(
+          `rebuild ${view.name} online as a ${type.toLowerCase()} from ${view.definition} (hierarchy_rebuild_view)`,
+          [
+            ...this.#prelude(),
+            `SELECT view_name, strategy, rows FROM ${this.#schema}.hierarchy_rebuild_view(${literal(view.name)}, NULL, 'repaired', 'manual')`,
+            ...this.#giveBack(type, `${this.#schema}.${ident(view.name)}`),
+          ],
+        );
+      }
+      case 'index': {
+        const spec = ENTITIES_INDEXES.find((i) => i.name === repair.name)!;
+        const name = `${this.#schema}.${ident(spec.name)}`;
+        const create = `CREATE ${spec.unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY ${ident(spec.name)} ON ${entities} USING ${spec.method} (${spec.columns.join(', ')})`;
+        const statements = {
+          create: [create],
+          recreate: [`DROP INDEX CONCURRENTLY IF EXISTS ${name}`, create],
+          reindex: [`REINDEX INDEX CONCURRENTLY ${name}`],
+        }[repair.how];
+        return {
+          description: `${repair.how === 'reindex' ? 'rebuild invalid' : repair.how === 'create' ? 'build' : 'rebuild drifted'} index ${spec.name} on entities (CONCURRENTLY)`,
+          transactional: false,
+          statements: [`SET lock_timeout = '${this.#lockTimeoutMs}ms'`, ...statements],
+        };
+      }
+      case 'owner': {
+        const object = `${this.#schema}.${repair.type === 'ROUTINE' ? repair.object : ident(repair.object)}`;
+        const statements = this.#giveBack(repair.type, object);
+        const owner = this.#owner ?? 'the owner of entities';
+        return tx(`give ${repair.object} back to ${owner}`, [
+          `SET LOCAL lock_timeout = '${this.#lockTimeoutMs}ms'`,
+          ...(statements.length
+            ? statements
+            : [`ALTER ${repair.type} ${object} OWNER TO CURRENT_USER`]),
+        ]);
+      }
+      case 'grants':
+        return tx(`grant the privileges of ${this.#sql.grants.file}`, [
+          ...this.#prelude(),
+          this.#sql.grants.sql.trim(),
+        ]);
+    }
+  }
+}
+
+/** The plan as SQL a person can read and run (what `repair --dry-run` prints). */
+export function formatPlan(actions: RepairAction[]): string {
+  return actions
+    .map((action, i) =>
+      [
+        `-- ${i + 1}. ${action.description}`,
+        ...action.reasons.map((reason) => `--    because ${reason.replace(/\n/g, ' ')}`),
+        ...(action.transactional ? ['BEGIN;'] : []),
+        ...action.statements.map((s) => `${s.replace(/;\s*$/, '')};`),
+        ...(action.transactional ? ['COMMIT;'] : []),
+        '',
+      ].join('\n'),
+    )
+    .join('\n');
+}
+
 /**
- * `hierarchy-db repair`: recreates missing, invalid or drifted *derived* objects — the
- * materialized views (populated again), their indexes, invalid indexes, the functions, the
- * triggers, the grants — from the migrations' canonical definitions. Never touches `entities`
- * rows, and never applies or reverts migrations: with a pending or modified migration the
- * canonical definitions may not be the ones the database should have, so it refuses.
+ * `hierarchy-db repair`: recreates missing, invalid or drifted *derived* objects from `sql/`:
+ * functions, definition views, triggers, the two relations (rebuilt online through
+ * hierarchy_rebuild_view, never dropped and recreated in place), indexes of entities, grants.
+ * Never touches `entities` rows, and never applies or reverts migrations: with a pending or
+ * modified migration, `sql/` may not be what the database should have, so it refuses.
  *
  * Holds the schema lock of `migrate` (on a separate, idle connection, see acquireSchemaLock)
  * for the whole run, so it cannot race a deploy.
@@ -82,17 +302,16 @@ export async function repairSchema(options: RepairOptions): Promise<RepairOutcom
     client = await openClient(options.connection, 'hierarchy-db/repair');
     const inspection = await inspectAndCheck(client, options);
     const before: VerifyReport = { ok: inspection.ok, checks: inspection.checks };
-    const { rows } = await client.query<{ user: string }>('SELECT current_user AS user');
-    const plan = planRepairs(inspection.checks, inspection.facts, inspection.canonical, {
-      lockTimeoutMs: options.lockTimeoutMs ?? DEFAULT_REPAIR_LOCK_TIMEOUT_MS,
-      currentUser: rows[0]!.user,
-    });
-    const planSql = formatPlan(plan);
-    const outcome = { dryRun, before, plan, planSql, steps: [], after: null };
-
+    const plan = planRepairs(
+      inspection.checks,
+      inspection.facts,
+      inspection.sql,
+      options.lockTimeoutMs ?? DEFAULT_REPAIR_LOCK_TIMEOUT_MS,
+    );
+    const outcome = { dryRun, before, ...plan, steps: [], after: null };
     const migrations = inspection.checks.filter((c) => !c.ok && c.name.startsWith('migrations '));
     if (migrations.length > 0) {
-      const refused = `not repairing: ${migrations.map((c) => `${c.name} (${c.detail})`).join('; ')}. The canonical definitions come from the migration files, so the schema must be migrated to exactly them first: ${migrations.map((c) => c.fix).join('; ')}`;
+      const refused = `not repairing: ${migrations.map((c) => `${c.name} (${c.detail})`).join('; ')}. sql/ describes the fully migrated schema, so migrate first: ${migrations.map((c) => c.fix).join('; ')}`;
       return { ...outcome, refused };
     }
     if (dryRun) return { ...outcome, refused: null };
@@ -139,16 +358,9 @@ async function runStep(
     `repairing: ${action.description}`,
   );
   try {
-    try {
-      await runStatements(client, action.statements, action.transactional);
-    } catch (error) {
-      if (!action.fallback || sqlState(error) !== FEATURE_NOT_SUPPORTED) throw error;
-      logger.info(
-        { event: 'repair.fallback', action: action.description, reason: (error as Error).message },
-        `not possible concurrently here; falling back to: ${action.fallback.join('; ')}`,
-      );
-      await runStatements(client, action.fallback, action.transactional);
-    }
+    if (action.transactional) await client.query('BEGIN');
+    for (const statement of action.statements) await client.query(statement);
+    if (action.transactional) await client.query('COMMIT');
     const durationMs = Math.round(performance.now() - started);
     logger.info(
       { event: 'repair.step_done', action: action.description, duration_ms: durationMs },
@@ -157,8 +369,8 @@ async function runStep(
     return { action, ok: true, durationMs };
   } catch (error) {
     if (isConnectionFailure(error)) throw error;
+    if (action.transactional) await client.query('ROLLBACK').catch(() => {});
     const message = error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error);
-    if (action.cleanupInvalidIndex) await dropIfInvalid(client, action.cleanupInvalidIndex, logger);
     const durationMs = Math.round(performance.now() - started);
     logger.error(
       {
@@ -170,42 +382,5 @@ async function runStep(
       `repair failed: ${action.description}: ${message}`,
     );
     return { action, ok: false, durationMs, error: message };
-  }
-}
-
-async function runStatements(
-  client: pg.Client,
-  statements: string[],
-  transactional: boolean,
-): Promise<void> {
-  if (!transactional) {
-    for (const statement of statements) await client.query(statement);
-    return;
-  }
-  await client.query('BEGIN');
-  try {
-    for (const statement of statements) await client.query(statement);
-    await client.query('COMMIT');
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  }
-}
-
-/** A failed CONCURRENTLY build leaves an invalid index; drop it (only if it is invalid). */
-async function dropIfInvalid(client: pg.Client, index: string, logger: Logger): Promise<void> {
-  try {
-    const { rows } = await client.query<{ invalid: boolean }>(
-      `SELECT NOT i.indisvalid AS invalid FROM pg_catalog.pg_index i WHERE i.indexrelid = to_regclass($1)`,
-      [index],
-    );
-    if (!rows[0]?.invalid) return;
-    await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index}`);
-    logger.info({ event: 'repair.cleanup', index }, `dropped the invalid leftover ${index}`);
-  } catch (error) {
-    logger.warn(
-      { event: 'repair.cleanup_failed', index, reason: (error as Error).message },
-      `could not drop the invalid leftover ${index}; drop it with DROP INDEX CONCURRENTLY`,
-    );
   }
 }
