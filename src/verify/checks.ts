@@ -582,7 +582,7 @@ function grantsCheck(facts: SchemaFacts): CheckResult {
   }
   const parts = [
     missing.length ? `missing: ${missing.join('; ')}` : null,
-    extra.length ? `not revoked: ${extra.join('; ')}` : null,
+    extra.length ? `not given by grants.sql: ${extra.join('; ')}` : null,
   ];
   return repairable(name, parts.filter(Boolean).join('; '), { kind: 'grants' });
 }
