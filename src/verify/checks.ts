@@ -1,11 +1,5 @@
 import type { MigrationStatus } from '../migrate/migrator.ts';
-import type {
-  FunctionAttributes,
-  IndexFact,
-  RelationFact,
-  RelationInfo,
-  SchemaFacts,
-} from './schema-inspector.ts';
+import type { FunctionFact, RelationFact, SchemaFacts, TriggerFact } from './schema-inspector.ts';
 
 /**
  * What `repair` may do about a failed check. Only derived objects appear here: `entities`, its
@@ -67,311 +61,141 @@ export interface DataDifferences {
 /** The command line that repairs derived objects. */
 export const REPAIR_COMMAND = 'hierarchy-db repair';
 
-/** An index the contract requires (docs: README "Concepts"). */
-export interface IndexSpec {
-  name: string;
-  table: string;
-  method: string;
-  columns: string[];
-  unique?: boolean;
-  /** It backs a constraint of `entities`: restored with the table, not by `repair`. */
-  constraint?: boolean;
-}
+/** An index the contract requires (README "Concepts"): name, table and shape. */
+export type IndexSpec = [name: string, table: string, shape: string];
 
-/** The indexes of `entities` (created by the migrations). */
+/** The indexes of `entities`, created by the migrations (the first backs a constraint). */
 export const ENTITIES_INDEXES: IndexSpec[] = [
-  {
-    name: 'entities_path_key',
-    table: 'entities',
-    method: 'btree',
-    columns: ['path'],
-    unique: true,
-    constraint: true,
-  },
-  { name: 'entities_path_gist', table: 'entities', method: 'gist', columns: ['path'] },
+  ['entities_path_key', 'entities', 'unique btree (path)'],
+  ['entities_path_gist', 'entities', 'gist (path)'],
   // The composite GiST needs btree_gist for the integer column.
-  {
-    name: 'entities_depth_path_gist',
-    table: 'entities',
-    method: 'gist',
-    columns: ['path_depth', 'path'],
-  },
-  {
-    name: 'entities_parent_path_idx',
-    table: 'entities',
-    method: 'btree',
-    columns: ['parent_path'],
-  },
+  ['entities_depth_path_gist', 'entities', 'gist (path_depth, path)'],
+  ['entities_parent_path_idx', 'entities', 'btree (parent_path)'],
 ];
+const CONSTRAINT_INDEXES = new Set(['entities_path_key']);
 
-/** The three indexes hierarchy_rebuild_view gives each view (sql/functions/hierarchy_rebuild_view.sql). */
-export function viewIndexes(view: string): IndexSpec[] {
+/** The indexes hierarchy_rebuild_view gives each view (sql/functions/hierarchy_rebuild_view.sql). */
+function viewIndexes(view: string): IndexSpec[] {
   return [
     // No WHERE clause: REFRESH ... CONCURRENTLY and ON CONFLICT need it whole.
-    {
-      name: `${view}_entity_id_key`,
-      table: view,
-      method: 'btree',
-      columns: ['entity_id'],
-      unique: true,
-    },
-    { name: `${view}_path_gist`, table: view, method: 'gist', columns: ['path'] },
-    {
-      name: `${view}_depth_path_idx`,
-      table: view,
-      method: 'btree',
-      columns: ['path_depth', 'path'],
-    },
+    [`${view}_entity_id_key`, view, 'unique btree (entity_id)'],
+    [`${view}_path_gist`, view, 'gist (path)'],
+    [`${view}_depth_path_idx`, view, 'btree (path_depth, path)'],
   ];
 }
 
 /** Row-capture triggers: enabled exactly while some view uses the incremental strategy. */
 export const CAPTURE_TRIGGER_PREFIX = 'entities_capture_';
 
-// The contract of the data tables (README "Concepts"): checked, never altered by `repair`.
-const ENTITIES_COLUMNS: { name: string; type: string; generated?: string | null }[] = [
-  { name: 'id', type: 'bigint' },
-  { name: 'name', type: 'text' },
-  { name: 'path', type: 'ltree' },
-  { name: 'path_depth', type: 'integer', generated: 'nlevel(path)' },
-  // The foreign key that makes orphans impossible hangs on it.
-  { name: 'parent_path', type: 'ltree', generated: null },
-  { name: 'confidence_score', type: 'double precision' },
-  { name: 'is_active', type: 'boolean' },
-  { name: 'created_at', type: 'timestamp with time zone' },
-  { name: 'updated_at', type: 'timestamp with time zone' },
-];
-const NOT_NULL = new Set([
-  'id',
-  'name',
-  'path',
-  'confidence_score',
-  'is_active',
-  'created_at',
-  'updated_at',
-]);
-const TABLE_COLUMNS: Record<string, string> = {
-  hierarchy_changes: 'xid changed_at',
-  hierarchy_change_rows:
-    'xid entity_id old_path new_path old_active new_active name_changed score_changed',
-  hierarchy_view_state: 'view_name strategy snapshot data_as_of last_refreshed_at',
-  mv_refresh_audit:
-    'id view_name trigger status reason method started_at finished_at duration_ms rows rows_changed ' +
-    'staleness_ms pending_changes data_as_of error_code error_message application_name backend_pid',
+// The contract of the data tables (README "Concepts"): each column as the catalog describes it,
+// or its beginning. Checked, never altered by `repair`.
+const TABLE_COLUMNS: Record<string, string[]> = {
+  entities: [
+    'id bigint not null',
+    'name text not null',
+    'path ltree not null',
+    'path_depth integer generated nlevel(path)',
+    // The foreign key that makes orphans impossible hangs on it.
+    'parent_path ltree generated',
+    'confidence_score double precision not null',
+    'is_active boolean not null',
+    'created_at timestamp with time zone not null',
+    'updated_at timestamp with time zone not null',
+  ],
+  hierarchy_changes: ['xid', 'changed_at'],
+  hierarchy_change_rows: 'xid entity_id old_path new_path old_active new_active'.split(' '),
+  hierarchy_view_state: 'view_name strategy snapshot data_as_of last_refreshed_at'.split(' '),
+  mv_refresh_audit: [
+    ...'id view_name trigger status reason method started_at finished_at duration_ms'.split(' '),
+    ...'rows rows_changed staleness_ms pending_changes data_as_of error_code'.split(' '),
+    ...'error_message application_name backend_pid'.split(' '),
+  ],
 };
 
-const NOT_REPAIRED_TABLE =
+const NOT_REPAIRED =
   '`repair` never alters tables: restore it with a new migration (`hierarchy-db migrate create NAME`) or from a backup';
-const MISSING_TABLE_FIX = 'hierarchy-db migrate up (on an empty schema), or restore a backup';
-const SQL_FILE_FIX =
-  'fix the failing checks above first (or the file in sql/), then `hierarchy-db verify` again';
+const MISSING_TABLE = 'hierarchy-db migrate up (on an empty schema), or restore a backup';
+const SQL_FILE_FIX = 'fix the failing checks above first (or the file in sql/), then verify again';
 
-const pass = (name: string, detail: string): CheckResult => ({
-  name,
-  ok: true,
-  detail,
-  fix: null,
-  repairs: [],
-});
-const fail = (name: string, detail: string, fix: string, repairs: Repair[] = []): CheckResult => ({
-  name,
-  ok: false,
-  detail,
-  fix,
-  repairs,
-});
+function check(name: string, detail: string, fix: string | null, ...repairs: Repair[]) {
+  return { name, ok: fix === null, detail, fix, repairs } satisfies CheckResult;
+}
+const pass = (name: string, detail: string) => check(name, detail, null);
 const repairable = (name: string, detail: string, ...repairs: Repair[]) =>
-  fail(name, detail, REPAIR_COMMAND, repairs);
+  check(name, detail, REPAIR_COMMAND, ...repairs);
 const oneLine = (text: string | null, max = 160) => {
   const flat = (text ?? '').replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max)}…` : flat;
 };
+const TRIGGER_STATES: Record<string, string> = {
+  O: 'enabled',
+  A: 'enabled (ALWAYS)',
+  R: 'fires only under session_replication_role = replica',
+  D: 'disabled',
+};
 
-/** Builds the checklist (docs: README "hierarchy-db verify") from the inspected schema. */
+/** Builds the checklist (README "hierarchy-db verify") from the inspected schema. */
 export function buildChecks(facts: SchemaFacts, migrations: MigrationStatus): CheckResult[] {
-  const owner = facts.relations.entities?.owner ?? null;
-  const incremental = facts.views.filter((v) => v.strategy === 'incremental').map((v) => v.name);
   const indexes = [...ENTITIES_INDEXES, ...facts.views.flatMap((v) => viewIndexes(v.name))];
   return [
     ...Object.entries(facts.extensions).map(([name, version]) =>
       version
         ? pass(`extension ${name}`, `installed (version ${version})`)
-        : fail(
-            `extension ${name}`,
-            'not installed',
-            `CREATE EXTENSION IF NOT EXISTS ${name}; (as a role allowed to create extensions)`,
-          ),
+        : check(`extension ${name}`, 'not installed', `CREATE EXTENSION IF NOT EXISTS ${name};`),
     ),
-    entitiesCheck(facts.relations.entities ?? null),
+    ...Object.entries(TABLE_COLUMNS).map(([table, columns]) => tableCheck(facts, table, columns)),
     constraintsCheck(facts),
-    ...Object.entries(TABLE_COLUMNS).map(([table, columns]) =>
-      tableCheck(table, facts.relations[table] ?? null, columns.split(' ')),
-    ),
     ...indexes.map((spec) => indexCheck(spec, facts)),
-    otherInvalidIndexesCheck(facts, indexes),
+    otherInvalidIndexesCheck(facts, new Set(indexes.map(([name]) => name))),
     ...facts.definitions.map((d) => {
       const name = `view ${d.file.name}`;
-      const dependent = facts.views
-        .filter((v) => v.definition === d.file.name)
-        .map((v) => ({ kind: 'rebuild', view: v.name }) as const);
       if (!d.canonical.ok)
-        return fail(name, `cannot render ${d.file.file}: ${d.canonical.error}`, SQL_FILE_FIX);
-      if (d.live === null)
-        return repairable(
-          name,
-          `missing (${d.file.file})`,
-          { kind: 'definition', name: d.file.name },
-          ...dependent,
-        );
+        return check(name, `cannot render ${d.file.file}: ${d.canonical.error}`, SQL_FILE_FIX);
+      // The relations read the definition: rebuilt from the restored one.
+      const rebuilds = facts.views
+        .filter((v) => v.definition === d.file.name)
+        .map((v) => rebuild(v.name));
+      const restore = [{ kind: 'definition', name: d.file.name } as const, ...rebuilds];
+      if (d.live === null) return repairable(name, `missing (${d.file.file})`, ...restore);
       return d.live === d.canonical.value.query
         ? pass(name, `matches ${d.file.file}`)
-        : repairable(
-            name,
-            `drifted from ${d.file.file} (live: ${oneLine(d.live)})`,
-            { kind: 'definition', name: d.file.name },
-            ...dependent,
-          );
+        : repairable(name, `drifted from ${d.file.file} (live: ${oneLine(d.live)})`, ...restore);
     }),
-    ...facts.views.map((view) => relationCheck(view, facts, owner)),
-    ...facts.functions.map((fn) => {
-      if (!fn.canonical.ok)
-        return fail(
-          `function ${fn.file.name}`,
-          `cannot render ${fn.file.file}: ${fn.canonical.error}`,
-          SQL_FILE_FIX,
-        );
-      const expected = fn.canonical.value;
-      const name = `function ${expected.identity}`;
-      const { live } = fn;
-      if (!live) {
-        const others = fn.others.length ? ` (found only ${fn.others.join(', ')})` : '';
-        return repairable(name, `missing${others}`, {
-          kind: 'function',
-          name: fn.file.name,
-          drop: null,
-        });
-      }
-      const differences = functionDifferences(live, expected);
-      const repairs: Repair[] = [];
-      if (differences.length > 0) {
-        // CREATE OR REPLACE cannot change the result type, argument names or defaults.
-        const replaceable =
-          live.result === expected.result && live.arguments === expected.arguments;
-        repairs.push({
-          kind: 'function',
-          name: fn.file.name,
-          drop: replaceable ? null : live.identity,
-        });
-      }
-      if (live.securityDefiner && owner && live.owner !== owner) {
-        differences.push(
-          `owned by ${live.owner}, not by ${owner} (the owner of entities and the views)`,
-        );
-        repairs.push({ kind: 'owner', type: 'ROUTINE', object: live.identity });
-      }
-      const traits = [
-        expected.securityDefiner ? 'SECURITY DEFINER' : null,
-        pinnedPath(expected.config),
-      ].filter(Boolean);
-      return differences.length === 0
-        ? pass(name, `matches ${fn.file.file}${traits.length ? ` (${traits.join(', ')})` : ''}`)
-        : fail(
-            name,
-            `drifted from ${fn.file.file}: ${differences.join('; ')}`,
-            REPAIR_COMMAND,
-            repairs,
-          );
-    }),
+    ...facts.views.map((view) => relationCheck(view, facts)),
+    ...facts.functions.map((fn) => functionCheck(fn, facts)),
     publicExecuteCheck(facts),
-    ...facts.triggers.map((trigger) => {
-      const name = `trigger ${trigger.file.name} on entities`;
-      const capture = trigger.file.name.startsWith(CAPTURE_TRIGGER_PREFIX);
-      const enable = !capture || incremental.length > 0;
-      // Writes made while capture was off are missing from the incremental tables: rebuild them.
-      const rebuilds = capture
-        ? incremental.map((view) => ({ kind: 'rebuild', view }) as const)
-        : [];
-      const { live, canonical } = trigger;
-      if (!canonical.ok)
-        return fail(name, `cannot render ${trigger.file.file}: ${canonical.error}`, SQL_FILE_FIX);
-      const recreate = { kind: 'trigger', name: trigger.file.name, enable } as const;
-      if (!live) return repairable(name, 'missing', recreate, ...rebuilds);
-      if (live.definition !== canonical.value) {
-        return repairable(
-          name,
-          `drifted from ${trigger.file.file}: has \`${live.definition}\``,
-          recreate,
-          ...rebuilds,
-        );
-      }
-      const enabled = live.enabled === 'O' || live.enabled === 'A';
-      const state =
-        {
-          O: 'enabled',
-          A: 'enabled (ALWAYS)',
-          R: 'fires only under session_replication_role = replica',
-          D: 'disabled',
-        }[live.enabled] ?? live.enabled;
-      const why = capture
-        ? enable
-          ? `; ${incremental.join(', ')} use the incremental strategy`
-          : '; no view uses the incremental strategy'
-        : '';
-      return enabled === enable
-        ? pass(name, `installed and ${state}${why}`)
-        : repairable(
-            name,
-            `installed but ${state}${why}`,
-            { kind: 'trigger-state', name: trigger.file.name, enable },
-            ...rebuilds,
-          );
-    }),
+    ...facts.triggers.map((trigger) => triggerCheck(trigger, facts)),
     grantsCheck(facts),
     ...migrationChecks(migrations),
   ];
 }
 
-function entitiesCheck(table: RelationInfo | null): CheckResult {
-  const name = 'table entities';
-  if (!table) return fail(name, 'missing', MISSING_TABLE_FIX);
-  if (table.kind !== 'r')
-    return fail(name, `entities is not a table (relkind ${table.kind})`, NOT_REPAIRED_TABLE);
-  const problems: string[] = [];
-  for (const expected of ENTITIES_COLUMNS) {
-    const column = table.columns.find((c) => c.name === expected.name);
-    if (!column) {
-      problems.push(`column ${expected.name} missing`);
-      continue;
-    }
-    if (column.type !== expected.type)
-      problems.push(`${expected.name} is ${column.type}, expected ${expected.type}`);
-    if (NOT_NULL.has(expected.name) && !column.notNull)
-      problems.push(`${expected.name} is nullable`);
-    if (expected.generated !== undefined && column.generated !== 's') {
-      problems.push(`${expected.name} is not a stored generated column`);
-    } else if (expected.generated && column.expression !== expected.generated) {
-      problems.push(
-        `${expected.name} is generated as ${column.expression}, expected ${expected.generated}`,
-      );
-    }
-  }
-  const have = table.columns.map((c) => c.name).join(', ');
-  return problems.length === 0
-    ? pass(name, `columns as the contract requires (${have})`)
-    : fail(name, `${problems.join('; ')} (have: ${have})`, NOT_REPAIRED_TABLE);
+const rebuild = (view: string) => ({ kind: 'rebuild', view }) as const;
+
+function tableCheck(facts: SchemaFacts, table: string, columns: string[]): CheckResult {
+  const name = `table ${table}`;
+  const info = facts.relations[table];
+  if (!info) return check(name, 'missing', MISSING_TABLE);
+  if (info.kind !== 'r') return check(name, `not a table (relkind ${info.kind})`, NOT_REPAIRED);
+  const has = (c: string) => info.columns.some((live) => live === c || live.startsWith(`${c} `));
+  const wrong = columns.filter((c) => !has(c));
+  if (wrong.length === 0) return pass(name, `columns as required (${columns.join(', ')})`);
+  return check(
+    name,
+    `expected ${wrong.join(', ')} (have: ${info.columns.join(', ')})`,
+    NOT_REPAIRED,
+  );
 }
 
 function constraintsCheck(facts: SchemaFacts): CheckResult {
   const name = 'table entities constraints';
-  if (!facts.relations.entities) return fail(name, 'table entities missing', MISSING_TABLE_FIX);
+  if (!facts.relations.entities) return check(name, 'table entities missing', MISSING_TABLE);
   const problems: string[] = [];
   const found: string[] = [];
-  const want = (label: string, type: string, columns: string, referenced?: string) => {
+  const want = (label: string, type: string, columns: string, referenced: string | null = null) => {
     const match = facts.constraints.find(
       (c) =>
-        c.type === type &&
-        c.columns.join(', ') === columns &&
-        (referenced === undefined || c.referenced === referenced),
+        c.type === type && c.columns === columns && (!referenced || c.referenced === referenced),
     );
     if (!match) problems.push(`${label} missing`);
     else if (!match.validated)
@@ -382,144 +206,140 @@ function constraintsCheck(facts: SchemaFacts): CheckResult {
   want('unique (path)', 'u', 'path');
   want('foreign key (parent_path) -> entities (path)', 'f', 'parent_path', 'entities (path)');
   want('check on confidence_score', 'c', 'confidence_score');
-  return problems.length === 0
-    ? pass(name, found.join(', '))
-    : fail(name, problems.join('; '), NOT_REPAIRED_TABLE);
+  return problems.length
+    ? check(name, problems.join('; '), NOT_REPAIRED)
+    : pass(name, found.join(', '));
 }
 
-function tableCheck(table: string, info: RelationInfo | null, columns: string[]): CheckResult {
-  const name = `table ${table}`;
-  if (!info)
-    return fail(
-      name,
-      'missing',
-      `${NOT_REPAIRED_TABLE}; \`hierarchy-db migrate up\` creates it on a fresh schema`,
-    );
-  const missing = columns.filter((c) => !info.columns.some((column) => column.name === c));
-  return missing.length === 0
-    ? pass(name, 'present')
-    : fail(name, `columns missing: ${missing.join(', ')}`, NOT_REPAIRED_TABLE);
-}
-
-function describeIndex(spec: IndexSpec): string {
-  return `${spec.unique ? 'unique ' : ''}${spec.method} (${spec.columns.join(', ')})${spec.unique ? ' without WHERE' : ''}`;
-}
-
-function indexCheck(spec: IndexSpec, facts: SchemaFacts): CheckResult {
-  const name = `index ${spec.name}`;
-  const view = facts.views.some((v) => v.name === spec.table);
-  const live = facts.indexes.find((i) => i.name === spec.name && i.table === spec.table);
+function indexCheck([index, table, shape]: IndexSpec, facts: SchemaFacts): CheckResult {
+  const name = `index ${index}`;
+  const view = facts.views.some((v) => v.name === table);
+  const live = facts.indexes.find((i) => i.name === index && i.table === table);
   const fixBy = (how: 'create' | 'recreate' | 'reindex', detail: string): CheckResult => {
-    if (view) return repairable(name, detail, { kind: 'rebuild', view: spec.table });
-    if (spec.constraint && how !== 'reindex')
-      return fail(name, `${detail} (it backs a constraint of ${spec.table})`, NOT_REPAIRED_TABLE);
-    return repairable(name, detail, { kind: 'index', name: spec.name, how });
+    if (view) return repairable(name, detail, rebuild(table));
+    if (CONSTRAINT_INDEXES.has(index) && how !== 'reindex') {
+      return check(name, `${detail} (it backs a constraint of ${table})`, NOT_REPAIRED);
+    }
+    return repairable(name, detail, { kind: 'index', name: index, how });
   };
-  if (!facts.relations[spec.table]) {
+  if (!facts.relations[table]) {
     return view
-      ? fixBy('create', `${spec.table} missing`)
-      : fail(name, `table ${spec.table} missing`, MISSING_TABLE_FIX);
+      ? fixBy('create', `${table} missing`)
+      : check(name, `${table} missing`, MISSING_TABLE);
   }
-  if (!live) return fixBy('create', `missing on ${spec.table}`);
-  const shaped = (i: IndexFact) =>
-    i.method === spec.method &&
-    i.columns.join(', ') === spec.columns.join(', ') &&
-    i.unique === (spec.unique ?? false) &&
-    !i.partial;
-  if (!shaped(live))
-    return fixBy(
-      'recreate',
-      `drifted: has \`${live.definition}\`, expected ${describeIndex(spec)}`,
-    );
+  if (!live) return fixBy('create', `missing on ${table}`);
+  if (live.shape !== shape)
+    return fixBy('recreate', `drifted: has \`${live.definition}\`, expected ${shape}`);
   if (!live.valid || !live.ready) {
-    const concurrently = live.unique && view ? ' and REFRESH ... CONCURRENTLY cannot use it' : '';
+    const concurrently =
+      view && shape.startsWith('unique') ? ' and REFRESH ... CONCURRENTLY cannot use it' : '';
     return fixBy(
       'reindex',
       `invalid (indisvalid = ${live.valid}, indisready = ${live.ready}): the planner ignores it${concurrently}`,
     );
   }
-  const role = spec.unique && view ? ': REFRESH ... CONCURRENTLY can use it' : '';
-  return pass(name, `valid, ${describeIndex(spec)} on ${spec.table}${role}`);
+  const role =
+    view && shape.startsWith('unique') ? ', no WHERE: REFRESH ... CONCURRENTLY can use it' : '';
+  return pass(name, `valid, ${shape} on ${table}${role}`);
 }
 
-function otherInvalidIndexesCheck(facts: SchemaFacts, specs: IndexSpec[]): CheckResult {
+function otherInvalidIndexesCheck(facts: SchemaFacts, known: Set<string>): CheckResult {
   const name = 'no other invalid indexes';
-  const known = new Set(specs.map((s) => s.name));
   const invalid = facts.indexes.filter((i) => !known.has(i.name) && !(i.valid && i.ready));
   if (invalid.length === 0) return pass(name, 'no invalid index on the hierarchy tables and views');
   // Typically the leftover of a failed CREATE/REINDEX ... CONCURRENTLY (`*_ccnew`): not ours to
   // guess whether to rebuild or drop it.
-  return fail(
+  const list = invalid.map((i) => `${i.name} on ${i.table}`).join(', ');
+  return check(
     name,
-    `invalid: ${invalid.map((i) => `${i.name} on ${i.table}`).join(', ')} (often the leftover of a failed CONCURRENTLY build)`,
+    `invalid: ${list} (often the leftover of a failed CONCURRENTLY build)`,
     `DROP INDEX CONCURRENTLY ${invalid[0]!.name}; (or REINDEX INDEX CONCURRENTLY it if it is wanted)`,
   );
 }
 
 const KINDS: Record<string, string> = { m: 'a materialized view', r: 'a table', v: 'a plain view' };
 
-function relationCheck(view: RelationFact, facts: SchemaFacts, owner: string | null): CheckResult {
+function relationCheck(view: RelationFact, facts: SchemaFacts): CheckResult {
   const name = `relation ${view.name}`;
-  const rebuild = { kind: 'rebuild', view: view.name } as const;
   const { live, strategy } = view;
-  const wanted = strategy === 'incremental' ? 'r' : 'm';
-  if (!live) return repairable(name, `missing (strategy ${strategy})`, rebuild);
+  const owner = facts.relations.entities?.owner;
+  if (!live) return repairable(name, `missing (strategy ${strategy})`, rebuild(view.name));
   const kind = KINDS[live.kind] ?? `relkind ${live.kind}`;
   if (live.kind !== 'm' && live.kind !== 'r') {
-    return fail(
-      name,
-      `${view.name} is ${kind}`,
-      `rename or drop the ${kind.replace(/^an? /, '')}, then ${REPAIR_COMMAND}`,
-    );
+    return check(name, `${view.name} is ${kind}`, `rename or drop it, then ${REPAIR_COMMAND}`);
   }
   const problems: string[] = [];
-  if (live.kind !== wanted) problems.push(`is ${kind}, but its recorded strategy is ${strategy}`);
+  if (live.kind !== (strategy === 'incremental' ? 'r' : 'm')) {
+    problems.push(`is ${kind}, but its recorded strategy is ${strategy}`);
+  }
   if (!live.populated)
     problems.push('not populated (SELECT fails; REFRESH ... CONCURRENTLY needs a populated view)');
   const definition = facts.definitions.find((d) => d.file.name === view.definition);
-  const columns = live.columns.map((c) => `${c.name} ${c.type}`).join(', ');
-  if (definition?.canonical.ok && columns !== definition.canonical.value.columns.join(', ')) {
+  const expected = definition?.canonical.ok ? definition.canonical.value.columns.join(', ') : null;
+  if (expected !== null && live.columns.join(', ') !== expected) {
     problems.push(
-      `columns drifted: has (${columns}), ${definition.file.file} defines (${definition.canonical.value.columns.join(', ')})`,
+      `columns drifted: has (${live.columns.join(', ')}), ${definition!.file.file} defines (${expected})`,
     );
   }
-  if (live.kind === 'm') {
-    if (!view.expectedQuery.ok)
-      problems.push(`cannot check its query: ${view.expectedQuery.error}`);
-    else if (live.query !== view.expectedQuery.value) {
-      problems.push(
-        `drifted: does not select from ${view.definition} (live: ${oneLine(live.query)})`,
-      );
-    }
+  const query = view.expectedQuery;
+  if (live.kind === 'm' && !query.ok) problems.push(`cannot check its query: ${query.error}`);
+  else if (live.kind === 'm' && query.ok && live.query !== query.value) {
+    problems.push(
+      `drifted: does not select from ${view.definition} (live: ${oneLine(live.query)})`,
+    );
   }
-  const repairs: Repair[] = problems.length ? [rebuild] : [];
+  const repairs: Repair[] = problems.length ? [rebuild(view.name)] : [];
   if (owner && live.owner !== owner) {
     problems.push(
       `owned by ${live.owner}, not by ${owner} (the owner of entities, who runs refresh_hierarchy_views())`,
     );
-    if (!repairs.length)
-      repairs.push({
-        kind: 'owner',
-        type: live.kind === 'm' ? 'MATERIALIZED VIEW' : 'TABLE',
-        object: view.name,
-      });
+    const type = live.kind === 'm' ? 'MATERIALIZED VIEW' : 'TABLE';
+    if (!repairs.length) repairs.push({ kind: 'owner', type, object: view.name });
   }
-  return problems.length === 0
-    ? pass(
-        name,
-        `${kind} (strategy ${strategy}), populated, reads ${view.definition}, owned by ${live.owner}`,
-      )
-    : fail(name, problems.join('; '), REPAIR_COMMAND, repairs);
+  if (problems.length) return repairable(name, problems.join('; '), ...repairs);
+  return pass(
+    name,
+    `${kind} (strategy ${strategy}), populated, reads ${view.definition}, owned by ${live.owner}`,
+  );
 }
 
-function pinnedPath(config: string[] | null): string | null {
-  return config?.find((c) => c.startsWith('search_path=')) ?? null;
-}
-
+const pinnedPath = (config: string[] | null) =>
+  config?.find((c) => c.startsWith('search_path=')) ?? null;
 /** Collapses whitespace: a body reindented (or checked out with CRLF) is the same body. */
 const normalized = (text: string) => text.replace(/\s+/g, ' ').trim();
+const COMPARED = [
+  'arguments',
+  'result',
+  'language',
+  'kind',
+  'volatility',
+  'strict',
+  'leakproof',
+  'parallel',
+  'cost',
+  'rows',
+] as const;
 
-function functionDifferences(live: FunctionAttributes, expected: FunctionAttributes): string[] {
+function functionCheck(fn: FunctionFact, facts: SchemaFacts): CheckResult {
+  if (!fn.canonical.ok) {
+    return check(
+      `function ${fn.file.name}`,
+      `cannot render ${fn.file.file}: ${fn.canonical.error}`,
+      SQL_FILE_FIX,
+    );
+  }
+  const expected = fn.canonical.value;
+  const name = `function ${expected.identity}`;
+  const { live } = fn;
+  const owner = facts.relations.entities?.owner;
+  if (!live) {
+    const others = fn.others.length ? ` (found only ${fn.others.join(', ')})` : '';
+    return repairable(name, `missing${others}`, {
+      kind: 'function',
+      name: fn.file.name,
+      drop: null,
+    });
+  }
   const differences: string[] = [];
   if (expected.securityDefiner !== live.securityDefiner) {
     differences.push(expected.securityDefiner ? 'not SECURITY DEFINER' : 'SECURITY DEFINER');
@@ -527,82 +347,104 @@ function functionDifferences(live: FunctionAttributes, expected: FunctionAttribu
   const pin = pinnedPath(expected.config);
   const livePin = pinnedPath(live.config);
   if (pin && !livePin) differences.push(`search_path not pinned (expected ${pin})`);
-  else if (pin !== livePin)
-    differences.push(`${livePin ?? 'search_path not set'}, expected ${pin ?? 'none'}`);
+  else if (pin !== livePin) differences.push(`${livePin}, expected ${pin ?? 'none'}`);
   else if (live.securityDefiner && !livePin)
     differences.push('SECURITY DEFINER without a pinned search_path');
-  const others = (c: string[] | null) =>
-    (c ?? []).filter((x) => !x.startsWith('search_path=')).join(', ');
+  const others = (c: string[] | null) => (c ?? []).filter((x) => x !== pinnedPath(c)).join(', ');
   if (others(live.config) !== others(expected.config))
     differences.push(`settings ${others(live.config) || 'none'}`);
   if (normalized(live.body) !== normalized(expected.body)) differences.push('body differs');
-  const simple = [
-    'arguments',
-    'result',
-    'language',
-    'kind',
-    'volatility',
-    'strict',
-    'leakproof',
-    'parallel',
-    'cost',
-    'rows',
-  ] as const;
-  for (const key of simple) {
+  for (const key of COMPARED) {
     if (live[key] !== expected[key])
-      differences.push(`${key} ${String(live[key])}, expected ${String(expected[key])}`);
+      differences.push(`${key} ${live[key]}, expected ${expected[key]}`);
   }
-  return differences;
+  // CREATE OR REPLACE cannot change the result type, argument names or defaults.
+  const replaceable = live.result === expected.result && live.arguments === expected.arguments;
+  const repairs: Repair[] = differences.length
+    ? [{ kind: 'function', name: fn.file.name, drop: replaceable ? null : live.identity }]
+    : [];
+  if (live.securityDefiner && owner && live.owner !== owner) {
+    differences.push(
+      `owned by ${live.owner}, not by ${owner} (the owner of entities and the views)`,
+    );
+    repairs.push({ kind: 'owner', type: 'ROUTINE', object: live.identity });
+  }
+  if (differences.length)
+    return repairable(name, `drifted from ${fn.file.file}: ${differences.join('; ')}`, ...repairs);
+  const traits = [expected.securityDefiner ? 'SECURITY DEFINER' : null, pin].filter(Boolean);
+  return pass(name, `matches ${fn.file.file}${traits.length ? ` (${traits.join(', ')})` : ''}`);
 }
 
 function publicExecuteCheck(facts: SchemaFacts): CheckResult {
   const name = 'no EXECUTE for PUBLIC';
   // Trigger functions are exempt: PostgreSQL refuses to call them other than as triggers.
-  const open = facts.functions.flatMap((f) =>
-    f.live?.publicExecute && !f.live.returnsTrigger ? [f.live.identity] : [],
-  );
-  return open.length === 0
-    ? pass(name, 'no function of sql/functions/ is executable by PUBLIC')
-    : repairable(name, `PUBLIC may EXECUTE ${open.join(', ')}`, { kind: 'grants' });
+  const open = facts.functions.filter((f) => f.live?.publicExecute && !f.live.returnsTrigger);
+  if (open.length === 0) return pass(name, 'no function of sql/functions/ is executable by PUBLIC');
+  return repairable(name, `PUBLIC may EXECUTE ${open.map((f) => f.live!.identity).join(', ')}`, {
+    kind: 'grants',
+  });
+}
+
+function triggerCheck(trigger: TriggerFact, facts: SchemaFacts): CheckResult {
+  const name = `trigger ${trigger.file.name} on entities`;
+  const incremental = facts.views.filter((v) => v.strategy === 'incremental').map((v) => v.name);
+  const capture = trigger.file.name.startsWith(CAPTURE_TRIGGER_PREFIX);
+  const enable = !capture || incremental.length > 0;
+  // Writes made while capture was off are missing from the incremental tables: rebuild them.
+  const rebuilds = capture ? incremental.map(rebuild) : [];
+  const { live, canonical } = trigger;
+  if (!canonical.ok)
+    return check(name, `cannot render ${trigger.file.file}: ${canonical.error}`, SQL_FILE_FIX);
+  const recreate = { kind: 'trigger', name: trigger.file.name, enable } as const;
+  if (!live) return repairable(name, 'missing', recreate, ...rebuilds);
+  if (live.definition !== canonical.value) {
+    return repairable(
+      name,
+      `drifted from ${trigger.file.file}: has \`${live.definition}\``,
+      recreate,
+      ...rebuilds,
+    );
+  }
+  const enabled = live.enabled === 'O' || live.enabled === 'A';
+  const state = TRIGGER_STATES[live.enabled] ?? live.enabled;
+  const uses = incremental.length ? `${incremental.join(', ')} use` : 'no view uses';
+  const why = capture ? `; ${uses} the incremental strategy` : '';
+  if (enabled === enable) return pass(name, `installed and ${state}${why}`);
+  const toggle = { kind: 'trigger-state', name: trigger.file.name, enable } as const;
+  return repairable(name, `installed but ${state}${why}`, toggle, ...rebuilds);
 }
 
 function grantsCheck(facts: SchemaFacts): CheckResult {
-  const name = 'grants';
   const { grants } = facts;
-  if (!grants.ok)
-    return repairable(name, `cannot apply grants.sql: ${grants.error}`, { kind: 'grants' });
+  const fix = { kind: 'grants' } as const;
+  if (!grants.ok) return repairable('grants', `cannot apply grants.sql: ${grants.error}`, fix);
   const { missing, extra, roles } = grants.value;
   if (missing.length === 0 && extra.length === 0) {
     return pass(
-      name,
-      roles.length
-        ? `as grants.sql gives them to ${roles.join(', ')}`
-        : 'as grants.sql gives them (its roles do not exist)',
+      'grants',
+      `as grants.sql gives them${roles.length ? ` to ${roles.join(', ')}` : ' (its roles do not exist)'}`,
     );
   }
   const parts = [
     missing.length ? `missing: ${missing.join('; ')}` : null,
     extra.length ? `not given by grants.sql: ${extra.join('; ')}` : null,
   ];
-  return repairable(name, parts.filter(Boolean).join('; '), { kind: 'grants' });
+  return repairable('grants', parts.filter(Boolean).join('; '), fix);
 }
 
 function migrationChecks(status: MigrationStatus): CheckResult[] {
   const changed = [...status.modified, ...status.missing.map((m) => `${m} (file missing)`)];
+  const pending = status.pending.join(', ');
   return [
-    status.pending.length === 0
-      ? pass('migrations applied', `${status.applied.length} applied, none pending`)
-      : fail(
-          'migrations applied',
-          `pending: ${status.pending.join(', ')}`,
-          'hierarchy-db migrate up',
-        ),
-    changed.length === 0
-      ? pass('migrations unmodified', 'every applied migration matches its file')
-      : fail(
+    pending
+      ? check('migrations applied', `pending: ${pending}`, 'hierarchy-db migrate up')
+      : pass('migrations applied', `${status.applied.length} applied, none pending`),
+    changed.length
+      ? check(
           'migrations unmodified',
           `changed since applied: ${changed.join(', ')}`,
           'restore the released migration file(s); put changes in a new migration (`hierarchy-db migrate create NAME`)',
-        ),
+        )
+      : pass('migrations unmodified', 'every applied migration matches its file'),
   ];
 }

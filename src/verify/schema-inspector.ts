@@ -12,56 +12,38 @@ export const VIEW_DEFINITIONS = {
 } as const;
 
 /** Tables that hold data: owned by the migrations, checked, never recreated. */
-export const DATA_TABLES = [
-  'entities',
-  'hierarchy_changes',
-  'hierarchy_change_rows',
-  'hierarchy_view_state',
-  'mv_refresh_audit',
-] as const;
-
-/** A column as the catalog describes it. */
-export interface Column {
-  name: string;
-  type: string;
-  notNull: boolean;
-  /** `s` for a stored generated column, '' otherwise. */
-  generated: string;
-  /** Default or generation expression. */
-  expression: string | null;
-}
+export const DATA_TABLES =
+  'entities hierarchy_changes hierarchy_change_rows hierarchy_view_state mv_refresh_audit'.split(
+    ' ',
+  );
 
 /** A table, view or materialized view in the schema. */
 export interface RelationInfo {
   kind: string;
   owner: string;
   populated: boolean;
-  columns: Column[];
+  /** `name type[ not null][ generated expression]`, in column order. */
+  columns: string[];
   /** `pg_get_viewdef` of a view or materialized view. */
   query: string | null;
 }
 
-/** A constraint of `entities`. */
+/** A constraint of `entities`: `p`rimary, `u`nique, `f`oreign or `c`heck, on these columns. */
 export interface ConstraintFact {
   name: string;
-  /** `p`, `u`, `f`, `c`, ... */
   type: string;
   validated: boolean;
-  columns: string[];
+  columns: string;
   referenced: string | null;
-  definition: string;
 }
 
-/** An index on one of the project's tables or views. */
+/** An index on one of the project's tables or views; `shape` e.g. `unique btree (entity_id)`. */
 export interface IndexFact {
   name: string;
   table: string;
   valid: boolean;
   ready: boolean;
-  unique: boolean;
-  partial: boolean;
-  method: string;
-  columns: string[];
+  shape: string;
   definition: string;
 }
 
@@ -326,6 +308,16 @@ export async function inspectSchema(
     }));
 
     const grants = await rendered(client, async () => {
+      // GRANT and REVOKE by anyone else only warn and change nothing: the comparison would pass
+      // without comparing anything.
+      const { rows } = await client.query<{ may: boolean }>(
+        `SELECT pg_has_role(c.relowner, 'MEMBER') AS may FROM pg_catalog.pg_class c
+          WHERE c.relnamespace = $1::oid AND c.relname = 'entities'`,
+        [namespace],
+      );
+      if (!rows[0]?.may) {
+        throw new Error(`${user} does not own entities: run verify as its owner (or a superuser)`);
+      }
       // What grants.sql alone gives: every non-owner, non-PUBLIC privilege taken away first
       // (PUBLIC keeps its defaults, which grants.sql revokes where it means to).
       for (const p of live.privileges) {
@@ -333,24 +325,13 @@ export async function inspectSchema(
       }
       await client.query(`SELECT set_config('search_path', $1, true)`, [`${quoted}, pg_temp`]);
       await client.query(sql.grants.sql);
-      const { rows } = await client.query<Privilege>(PRIVILEGES, [namespace]);
-      return diffPrivileges(live.privileges, rows);
+      const after = await client.query<Privilege>(PRIVILEGES, [namespace]);
+      return diffPrivileges(live.privileges, after.rows);
     });
 
-    return {
-      schema,
-      quotedSchema: quoted,
-      currentUser: user,
-      extensions: live.extensions,
-      relations: live.relations,
-      constraints: live.constraints,
-      indexes: live.indexes,
-      definitions,
-      views,
-      functions,
-      triggers,
-      grants,
-    };
+    const { extensions, relations, constraints, indexes } = live;
+    const rest = { extensions, relations, constraints, indexes, definitions, views, functions };
+    return { schema, quotedSchema: quoted, currentUser: user, ...rest, triggers, grants };
   } finally {
     // Everything created or granted above is discarded here.
     await client.query('ROLLBACK').catch(() => {});
@@ -375,12 +356,9 @@ function diffPrivileges(live: Privilege[], file: Privilege[]): GrantsDiff {
   };
 }
 
-interface LiveState {
-  extensions: Record<string, string | null>;
-  relations: Record<string, RelationInfo | null>;
+interface LiveState
+  extends Pick<SchemaFacts, 'extensions' | 'relations' | 'constraints' | 'indexes'> {
   strategies: Map<string, string>;
-  constraints: ConstraintFact[];
-  indexes: IndexFact[];
   functions: LiveFunction[];
   triggers: Map<string, { enabled: string; definition: string }>;
   privileges: Privilege[];
@@ -403,22 +381,19 @@ async function readLive(
     `SELECT c.relname AS name, c.relkind::text AS kind, pg_catalog.pg_get_userbyid(c.relowner) AS owner,
             c.relispopulated AS populated,
             CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END AS query,
-            COALESCE((SELECT json_agg(json_build_object(
-                        'name', a.attname, 'type', pg_catalog.format_type(a.atttypid, a.atttypmod),
-                        'notNull', a.attnotnull, 'generated', a.attgenerated::text,
-                        'expression', pg_catalog.pg_get_expr(d.adbin, d.adrelid)) ORDER BY a.attnum)
-                        FROM pg_catalog.pg_attribute a
-                        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-                       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]') AS columns
+            ARRAY(SELECT a.attname || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod) ||
+                         CASE WHEN a.attnotnull THEN ' not null' ELSE '' END ||
+                         CASE WHEN a.attgenerated = 's'
+                              THEN ' generated ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid) ELSE '' END
+                    FROM pg_catalog.pg_attribute a
+                    LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                   ORDER BY a.attnum) AS columns
        FROM pg_catalog.pg_class c WHERE c.relnamespace = $1::oid AND c.relname = ANY ($2)`,
     [namespace, names],
   );
-  const relations = Object.fromEntries(
-    names.map((n) => {
-      const row = relationRows.find((r) => r.name === n);
-      return [n, row ? { ...row, name: undefined } : null];
-    }),
-  ) as Record<string, RelationInfo | null>;
+  const relations: Record<string, RelationInfo | null> = {};
+  for (const n of names) relations[n] = relationRows.find((r) => r.name === n) ?? null;
 
   const strategies = new Map<string, string>();
   await rendered(client, async () => {
@@ -430,24 +405,22 @@ async function readLive(
 
   const { rows: constraints } = await client.query<ConstraintFact>(
     `SELECT con.conname AS name, con.contype::text AS type, con.convalidated AS validated,
-            ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
-                    JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n
-                   ORDER BY k.i)::text[] AS columns,
+            (SELECT string_agg(a.attname, ', ' ORDER BY k.i) FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n) AS columns,
             CASE WHEN con.confrelid <> 0 THEN con.confrelid::regclass::text || ' (' ||
               (SELECT string_agg(a.attname, ', ' ORDER BY k.i) FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n) || ')'
-            END AS referenced,
-            pg_catalog.pg_get_constraintdef(con.oid) AS definition
+            END AS referenced
        FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
       WHERE c.relnamespace = $1::oid AND c.relname = 'entities'`,
     [namespace],
   );
-
   const { rows: indexes } = await client.query<IndexFact>(
     `SELECT c.relname AS name, t.relname AS table, i.indisvalid AS valid, i.indisready AS ready,
-            i.indisunique AS unique, i.indpred IS NOT NULL AS partial, am.amname AS method,
-            ARRAY(SELECT pg_catalog.pg_get_indexdef(i.indexrelid, k, true)
-                    FROM generate_series(1, i.indnkeyatts::int) k ORDER BY k) AS columns,
+            CASE WHEN i.indisunique THEN 'unique ' ELSE '' END || am.amname || ' (' ||
+              (SELECT string_agg(pg_catalog.pg_get_indexdef(i.indexrelid, k, true), ', ' ORDER BY k)
+                 FROM generate_series(1, i.indnkeyatts::int) k) || ')' ||
+              COALESCE(' WHERE ' || pg_catalog.pg_get_expr(i.indpred, i.indrelid), '') AS shape,
             pg_catalog.pg_get_indexdef(i.indexrelid) AS definition
        FROM pg_catalog.pg_index i
        JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid

@@ -7,7 +7,7 @@ import { acquireSchemaLock } from '../migrate/advisory-lock.ts';
 import { type CheckResult, ENTITIES_INDEXES, type Repair } from './checks.ts';
 import type { SchemaFacts } from './schema-inspector.ts';
 import { inspectAndCheck, openClient, type VerifyReport } from './schema-verifier.ts';
-import type { SqlDefinitions } from './sql-definitions.ts';
+import type { SqlDefinitions, SqlFile } from './sql-definitions.ts';
 
 /** Default `lock_timeout` of each repair step: 30 s. */
 export const DEFAULT_REPAIR_LOCK_TIMEOUT_MS = 30_000;
@@ -30,7 +30,7 @@ export interface RepairOptions {
 
 /** One step of a repair, as it runs and as `--dry-run` prints it. */
 export interface RepairAction {
-  /** What it does, e.g. `rebuild mv_descendant_counts online (hierarchy_rebuild_view)`. */
+  /** What it does, e.g. `rebuild mv_descendant_counts online as a materialized view ...`. */
   description: string;
   /** The failed checks it answers. */
   reasons: string[];
@@ -75,6 +75,11 @@ const ORDER: Repair['kind'][] = [
   'grants',
 ];
 
+/** Quotes an identifier unless it is a plain lower-case name. */
+const ident = (name: string) =>
+  /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
+const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
+
 /** Turns failed checks into repair steps, in dependency order. */
 export function planRepairs(
   checks: CheckResult[],
@@ -84,174 +89,121 @@ export function planRepairs(
 ): { actions: RepairAction[]; unrepairable: CheckResult[] } {
   const failed = checks.filter((c) => !c.ok);
   const planned = new Map<string, { repair: Repair; reasons: string[] }>();
-  for (const check of failed) {
-    for (const repair of check.repairs) {
-      const key = JSON.stringify(repair);
-      const entry = planned.get(key) ?? { repair, reasons: [] };
-      entry.reasons.push(`${check.name}: ${check.detail}`);
-      planned.set(key, entry);
-    }
-  }
+  const plan = (repair: Repair, reason: string) => {
+    const key = JSON.stringify(repair);
+    planned.set(key, { repair, reasons: [...(planned.get(key)?.reasons ?? []), reason] });
+  };
+  for (const c of failed) for (const r of c.repairs) plan(r, `${c.name}: ${c.detail}`);
   // Recreated objects start without their grants: grants.sql runs after any other step.
-  if (planned.size > 0 && !planned.has('{"kind":"grants"}')) {
-    planned.set('{"kind":"grants"}', {
-      repair: { kind: 'grants' },
-      reasons: ['privileges of repaired objects'],
-    });
-  }
-  const steps = new Steps(facts, sql, lockTimeoutMs);
-  const actions = [...planned.values()]
-    .sort((a, b) => ORDER.indexOf(a.repair.kind) - ORDER.indexOf(b.repair.kind))
-    .map(({ repair, reasons }) => ({ ...steps.action(repair), reasons }));
-  return { actions, unrepairable: failed.filter((c) => c.repairs.length === 0) };
-}
+  if (planned.size > 0) plan({ kind: 'grants' }, 'privileges of repaired objects');
 
-/** Quotes an identifier unless it is a plain lower-case name. */
-const ident = (name: string) =>
-  /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
-const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
-
-class Steps {
-  readonly #facts: SchemaFacts;
-  readonly #sql: SqlDefinitions;
-  readonly #lockTimeoutMs: number;
-  readonly #schema: string;
-  readonly #owner: string | null;
-
-  constructor(facts: SchemaFacts, sql: SqlDefinitions, lockTimeoutMs: number) {
-    this.#facts = facts;
-    this.#sql = sql;
-    this.#lockTimeoutMs = lockTimeoutMs;
-    this.#schema = facts.quotedSchema;
-    this.#owner = facts.relations.entities?.owner ?? null;
-  }
-
-  /** How every file of sql/ is applied (sql/README.md): the schema first on the search_path. */
-  #prelude(): string[] {
-    return [
-      `SET LOCAL lock_timeout = '${this.#lockTimeoutMs}ms'`,
-      `SELECT set_config('search_path', ${literal(`${this.#schema}, pg_temp`)}, true)`,
-    ];
-  }
-
-  /** `ALTER ... OWNER TO` the owner of entities, when `repair` runs as someone else. */
-  #giveBack(type: string, object: string): string[] {
-    const owner = this.#owner;
-    return owner && owner !== this.#facts.currentUser
+  const schema = facts.quotedSchema;
+  const entities = `${schema}.entities`;
+  const owner = facts.relations.entities?.owner ?? null;
+  const file = (files: SqlFile[], name: string) => files.find((f) => f.name === name)!;
+  // How every file of sql/ is applied (sql/README.md): the schema first on the search_path.
+  const prelude = [
+    `SET LOCAL lock_timeout = '${lockTimeoutMs}ms'`,
+    `SELECT set_config('search_path', ${literal(`${schema}, pg_temp`)}, true)`,
+  ];
+  // `ALTER ... OWNER TO` the owner of entities, when `repair` runs as someone else.
+  const giveBack = (type: string, object: string, always = false) =>
+    owner && (always || owner !== facts.currentUser)
       ? [`ALTER ${type} ${object} OWNER TO "${owner.replaceAll('"', '""')}"`]
       : [];
-  }
-
-  /**
-   * Writes made while a trigger on entities was missing, drifted or disabled may never have been
-   * recorded, so no view knows it misses them. Record one change now, dated when the oldest
-   * view's data was read: every unrecorded write came later, so staleness is over-estimated,
-   * never under-estimated, until the next refresh.
-   */
-  #markViewsStale(): string {
-    return `INSERT INTO ${this.#schema}.hierarchy_changes (xid, changed_at)
-  SELECT pg_current_xact_id(), COALESCE(min(s.data_as_of), clock_timestamp()) FROM ${this.#schema}.hierarchy_view_state s
+  // Writes made while a trigger on entities was missing, drifted or disabled may never have been
+  // recorded, so no view knows it misses them. Record one change dated when the oldest view's
+  // data was read: every unrecorded write came later, so staleness is over-estimated, never
+  // under-estimated, until the next refresh.
+  const markStale = `INSERT INTO ${schema}.hierarchy_changes (xid, changed_at)
+  SELECT pg_current_xact_id(), COALESCE(min(s.data_as_of), clock_timestamp())
+    FROM ${schema}.hierarchy_view_state s
   ON CONFLICT (xid) DO NOTHING`;
-  }
 
-  #file(files: { name: string; file: string; sql: string }[], name: string) {
-    return files.find((f) => f.name === name)!;
-  }
-
-  action(repair: Repair): Omit<RepairAction, 'reasons'> {
-    const entities = `${this.#schema}.entities`;
-    const tx = (description: string, statements: string[]) => ({
+  const action = (repair: Repair): Omit<RepairAction, 'reasons'> => {
+    const step = (description: string, statements: string[], transactional = true) => ({
       description,
-      transactional: true,
-      statements,
+      transactional,
+      statements: transactional ? [...prelude, ...statements] : statements,
     });
     switch (repair.kind) {
       case 'function': {
-        const file = this.#file(this.#sql.functions, repair.name);
-        const fact = this.#facts.functions.find((f) => f.file.name === repair.name);
-        const created = repair.drop !== null || !fact?.live;
+        const f = file(sql.functions, repair.name);
+        const fact = facts.functions.find((x) => x.file.name === repair.name);
         const identity = fact?.canonical.ok ? fact.canonical.value.identity : repair.name;
-        return tx(`${created ? 'create' : 'replace'} function ${identity} from ${file.file}`, [
-          ...this.#prelude(),
-          ...(repair.drop ? [`DROP ROUTINE ${this.#schema}.${repair.drop}`] : []),
-          file.sql.trim(),
-          ...(created ? this.#giveBack('ROUTINE', `${this.#schema}.${identity}`) : []),
+        const created = repair.drop !== null || !fact?.live;
+        return step(`${created ? 'create' : 'replace'} function ${identity} from ${f.file}`, [
+          ...(repair.drop ? [`DROP ROUTINE ${schema}.${repair.drop}`] : []),
+          f.sql.trim(),
+          ...(created ? giveBack('ROUTINE', `${schema}.${identity}`) : []),
         ]);
       }
       case 'definition': {
-        const file = this.#file(this.#sql.views, repair.name);
-        return tx(`create or replace view ${repair.name} from ${file.file}`, [
-          ...this.#prelude(),
-          file.sql.trim(),
-        ]);
+        const f = file(sql.views, repair.name);
+        return step(`create or replace view ${repair.name} from ${f.file}`, [f.sql.trim()]);
       }
       case 'trigger': {
-        const file = this.#file(this.#sql.triggers, repair.name);
-        return tx(
-          `recreate trigger ${repair.name} on entities from ${file.file}${repair.enable ? '' : ' (disabled)'}`,
-          [
-            ...this.#prelude(),
-            `DROP TRIGGER IF EXISTS ${ident(repair.name)} ON ${entities}`,
-            file.sql.trim(),
-            ...(repair.enable
-              ? []
-              : [`ALTER TABLE ${entities} DISABLE TRIGGER ${ident(repair.name)}`]),
-            this.#markViewsStale(),
-          ],
-        );
-      }
-      case 'trigger-state':
-        return tx(`${repair.enable ? 'enable' : 'disable'} trigger ${repair.name} on entities`, [
-          ...this.#prelude(),
-          `ALTER TABLE ${entities} ${repair.enable ? 'ENABLE' : 'DISABLE'} TRIGGER ${ident(repair.name)}`,
-          ...(repair.enable ? [this.#markViewsStale()] : []),
+        const f = file(sql.triggers, repair.name);
+        const disabled = repair.enable ? '' : ' (disabled)';
+        return step(`recreate trigger ${repair.name} on entities from ${f.file}${disabled}`, [
+          `DROP TRIGGER IF EXISTS ${ident(repair.name)} ON ${entities}`,
+          f.sql.trim(),
+          ...(repair.enable
+            ? []
+            : [`ALTER TABLE ${entities} DISABLE TRIGGER ${ident(repair.name)}`]),
+          markStale,
         ]);
+      }
+      case 'trigger-state': {
+        const verb = repair.enable ? 'ENABLE' : 'DISABLE';
+        return step(`${verb.toLowerCase()} trigger ${repair.name} on entities`, [
+          `ALTER TABLE ${entities} ${verb} TRIGGER ${ident(repair.name)}`,
+          ...(repair.enable ? [markStale] : []),
+        ]);
+      }
       case 'rebuild': {
-        const view = this.#facts.views.find((v) => v.name === repair.view)!;
+        const view = facts.views.find((v) => v.name === repair.view)!;
         const type = view.strategy === 'incremental' ? 'TABLE' : 'MATERIALIZED VIEW';
         // Online: built beside the old relation, then swapped in one short transaction.
-        return tx(
+        const call = `${schema}.hierarchy_rebuild_view(${literal(view.name)}, NULL, 'repaired', 'manual')`;
+        return step(
           `rebuild ${view.name} online as a ${type.toLowerCase()} from ${view.definition} (hierarchy_rebuild_view)`,
           [
-            ...this.#prelude(),
-            `SELECT view_name, strategy, rows FROM ${this.#schema}.hierarchy_rebuild_view(${literal(view.name)}, NULL, 'repaired', 'manual')`,
-            ...this.#giveBack(type, `${this.#schema}.${ident(view.name)}`),
+            `SELECT view_name, strategy, rows FROM ${call}`,
+            ...giveBack(type, `${schema}.${view.name}`),
           ],
         );
       }
       case 'index': {
-        const spec = ENTITIES_INDEXES.find((i) => i.name === repair.name)!;
-        const name = `${this.#schema}.${ident(spec.name)}`;
-        const create = `CREATE ${spec.unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY ${ident(spec.name)} ON ${entities} USING ${spec.method} (${spec.columns.join(', ')})`;
+        const [name, , shape] = ENTITIES_INDEXES.find(([n]) => n === repair.name)!;
+        const [, unique, method, columns] = /^(unique )?(\w+) (\(.*\))$/.exec(shape)!;
+        const create = `CREATE ${unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY ${name} ON ${entities} USING ${method} ${columns}`;
         const statements = {
           create: [create],
-          recreate: [`DROP INDEX CONCURRENTLY IF EXISTS ${name}`, create],
-          reindex: [`REINDEX INDEX CONCURRENTLY ${name}`],
+          recreate: [`DROP INDEX CONCURRENTLY IF EXISTS ${schema}.${name}`, create],
+          reindex: [`REINDEX INDEX CONCURRENTLY ${schema}.${name}`],
         }[repair.how];
-        return {
-          description: `${repair.how === 'reindex' ? 'rebuild invalid' : repair.how === 'create' ? 'build' : 'rebuild drifted'} index ${spec.name} on entities (CONCURRENTLY)`,
-          transactional: false,
-          statements: [`SET lock_timeout = '${this.#lockTimeoutMs}ms'`, ...statements],
-        };
+        const what = { create: 'build', recreate: 'rebuild drifted', reindex: 'rebuild invalid' }[
+          repair.how
+        ];
+        return step(
+          `${what} index ${name} on entities (CONCURRENTLY)`,
+          [`SET lock_timeout = '${lockTimeoutMs}ms'`, ...statements],
+          false,
+        );
       }
       case 'owner': {
-        const object = `${this.#schema}.${repair.type === 'ROUTINE' ? repair.object : ident(repair.object)}`;
-        const statements = this.#giveBack(repair.type, object);
-        const owner = this.#owner ?? 'the owner of entities';
-        return tx(`give ${repair.object} back to ${owner}`, [
-          `SET LOCAL lock_timeout = '${this.#lockTimeoutMs}ms'`,
-          ...(statements.length
-            ? statements
-            : [`ALTER ${repair.type} ${object} OWNER TO CURRENT_USER`]),
-        ]);
+        const object = `${schema}.${repair.type === 'ROUTINE' ? repair.object : ident(repair.object)}`;
+        return step(`give ${repair.object} back to ${owner}`, giveBack(repair.type, object, true));
       }
       case 'grants':
-        return tx(`grant the privileges of ${this.#sql.grants.file}`, [
-          ...this.#prelude(),
-          this.#sql.grants.sql.trim(),
-        ]);
+        return step(`grant the privileges of ${sql.grants.file}`, [sql.grants.sql.trim()]);
     }
-  }
+  };
+  const actions = [...planned.values()]
+    .sort((a, b) => ORDER.indexOf(a.repair.kind) - ORDER.indexOf(b.repair.kind))
+    .map(({ repair, reasons }) => ({ ...action(repair), reasons }));
+  return { actions, unrepairable: failed.filter((c) => c.repairs.length === 0) };
 }
 
 /** The plan as SQL a person can read and run (what `repair --dry-run` prints). */
@@ -353,8 +305,9 @@ async function runStep(
   logger: Logger,
 ): Promise<RepairStepResult> {
   const started = performance.now();
+  const fields = { action: action.description };
   logger.info(
-    { event: 'repair.step', action: action.description, reasons: action.reasons },
+    { event: 'repair.step', ...fields, reasons: action.reasons },
     `repairing: ${action.description}`,
   );
   try {
@@ -363,7 +316,7 @@ async function runStep(
     if (action.transactional) await client.query('COMMIT');
     const durationMs = Math.round(performance.now() - started);
     logger.info(
-      { event: 'repair.step_done', action: action.description, duration_ms: durationMs },
+      { event: 'repair.step_done', ...fields, duration_ms: durationMs },
       `repaired: ${action.description}`,
     );
     return { action, ok: true, durationMs };
@@ -375,7 +328,7 @@ async function runStep(
     logger.error(
       {
         event: 'repair.step_failed',
-        action: action.description,
+        ...fields,
         sqlstate: sqlState(error),
         duration_ms: durationMs,
       },

@@ -25,8 +25,9 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hdb-online-migrations-'));
   await cp(MIGRATIONS_DIR, dir, { recursive: true });
   // The same rows, another formulation: only the rendering of the definition changes.
-  const definition = (await readFile(join(SQL_DIR, 'views/hierarchy_descendant_counts_definition.sql'), 'utf8'))
-    .replace('ORDER BY e.id;', 'ORDER BY e.id, e.path;');
+  const definition = (
+    await readFile(join(SQL_DIR, 'views/hierarchy_descendant_counts_definition.sql'), 'utf8')
+  ).replace('ORDER BY e.id;', 'ORDER BY e.id, e.path;');
   await writeFile(
     join(dir, '0099_descendant_counts_order.sql'),
     `-- Up Migration
@@ -91,9 +92,12 @@ describe('a migration that changes a view definition', () => {
     const readers = Array.from({ length: READERS }, () => read(ids, () => done));
     // Readers are running before the migration starts.
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const migrated = await runCli(['migrate', 'up', '--migrations-dir', dir, '--database-url', db.url], {
-      timeoutMs: 240_000,
-    });
+    const migrated = await runCli(
+      ['migrate', 'up', '--migrations-dir', dir, '--database-url', db.url],
+      {
+        timeoutMs: 240_000,
+      },
+    );
     // And still after it ends, on the new relation.
     await new Promise((resolve) => setTimeout(resolve, 300));
     done = true;
@@ -108,7 +112,11 @@ describe('a migration that changes a view definition', () => {
     expect(maxWaitMs, `max reader wait ${maxWaitMs.toFixed(1)} ms`).toBeLessThan(1000);
 
     // A rebuild, not a refresh: a new relation, swapped in while the readers ran.
-    const { rows: after } = await db.client.query<{ oid: number; rows: string; definition: string }>(
+    const { rows: after } = await db.client.query<{
+      oid: number;
+      rows: string;
+      definition: string;
+    }>(
       `SELECT 'mv_descendant_counts'::regclass::oid::int AS oid, (SELECT count(*) FROM mv_descendant_counts)::text AS rows,
               pg_get_viewdef('hierarchy_descendant_counts_definition'::regclass) AS definition`,
     );
@@ -125,6 +133,8 @@ describe('a migration that changes a view definition', () => {
     const { rows: audit } = await db.client.query(
       `SELECT status, reason, method FROM mv_refresh_audit WHERE view_name = 'mv_descendant_counts' ORDER BY id DESC LIMIT 1`,
     );
-    expect(audit).toEqual([{ status: 'refreshed', reason: 'definition_changed', method: 'rebuild' }]);
+    expect(audit).toEqual([
+      { status: 'refreshed', reason: 'definition_changed', method: 'rebuild' },
+    ]);
   }, 300_000);
 });
