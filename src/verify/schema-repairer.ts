@@ -165,7 +165,7 @@ export function planRepairs(
         const view = facts.views.find((v) => v.name === repair.view)!;
         const type = view.strategy === 'incremental' ? 'TABLE' : 'MATERIALIZED VIEW';
         // Online: built beside the old relation, then swapped in one short transaction.
-        const call = `${schema}.hierarchy_rebuild_view(${literal(view.name)}, NULL, 'repaired', 'manual')`;
+        const call = `${schema}.hierarchy_rebuild_view(${literal(view.name)}, NULL, 'rebuilt', 'manual')`;
         return step(
           `rebuild ${view.name} online as a ${type.toLowerCase()} from ${view.definition} (hierarchy_rebuild_view)`,
           [
