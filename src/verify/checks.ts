@@ -377,8 +377,7 @@ function functionCheck(fn: FunctionFact, facts: SchemaFacts): CheckResult {
 
 function publicExecuteCheck(facts: SchemaFacts): CheckResult {
   const name = 'no EXECUTE for PUBLIC';
-  // Trigger functions are exempt: PostgreSQL refuses to call them other than as triggers.
-  const open = facts.functions.filter((f) => f.live?.publicExecute && !f.live.returnsTrigger);
+  const open = facts.functions.filter((f) => f.live?.publicExecute);
   if (open.length === 0) return pass(name, 'no function of sql/functions/ is executable by PUBLIC');
   return repairable(name, `PUBLIC may EXECUTE ${open.map((f) => f.live!.identity).join(', ')}`, {
     kind: 'grants',

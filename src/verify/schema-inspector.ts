@@ -70,7 +70,6 @@ export interface FunctionAttributes {
 export interface LiveFunction extends FunctionAttributes {
   owner: string;
   publicExecute: boolean;
-  returnsTrigger: boolean;
 }
 
 /** A function of `sql/functions/`: the live one with its signature, and the canonical one. */
@@ -153,7 +152,6 @@ const FUNCTIONS = `
          p.proisstrict AS strict, p.proleakproof AS leakproof, p.proparallel::text AS parallel,
          p.procost::float8 AS cost, p.prorows::float8 AS rows,
          pg_catalog.pg_get_userbyid(p.proowner) AS owner,
-         p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype AS "returnsTrigger",
          EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) a
                   WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE') AS "publicExecute"
     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang`;
@@ -266,7 +264,7 @@ export async function inspectSchema(
           [file.name],
         );
         if (rows.length !== 1) throw new Error(`${file.file} did not create function ${file.name}`);
-        const { owner: _o, publicExecute: _p, returnsTrigger: _t, ...attributes } = rows[0]!;
+        const { owner: _o, publicExecute: _p, ...attributes } = rows[0]!;
         const config = attributes.config?.map((c) => (c === renderPath ? appliedPath : c)) ?? null;
         return { ...attributes, config };
       });

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.ts';
 import {
   databaseWithForest,
   dropDatabases,
@@ -20,7 +21,7 @@ interface Differences {
 }
 
 describe('verify --data', () => {
-  it('reports a tampered incremental table (a row deleted, another edited) until refresh_hierarchy_views(p_full => true) restores it', async () => {
+  it('reports a tampered incremental table (a row deleted, another edited) until refresh --full restores it', async () => {
     const db = await databaseWithForest(6000);
     await db.client.query(`CALL hierarchy_set_view_strategy('incremental')`);
     const clean = await verify(db, '--data');
@@ -73,18 +74,22 @@ describe('verify --data', () => {
       new RegExp(`entity ${counted} descendant_count is \\d+, expected \\d+`),
     );
 
-    // Nothing is pending, so a plain refresh has nothing to apply; a full one recomputes.
-    const full = await db.client.query<{
-      view_name: string;
-      status: string;
-      method: string;
-      rows_changed: string;
-    }>(
-      `SELECT view_name, status, method, rows_changed FROM refresh_hierarchy_views(p_full => true)`,
-    );
-    expect(full.rows).toEqual([
-      { view_name: 'mv_entity_ancestors', status: 'refreshed', method: 'full', rows_changed: '2' },
-      { view_name: 'mv_descendant_counts', status: 'refreshed', method: 'full', rows_changed: '1' },
+    // Nothing is pending, so a plain refresh has nothing to apply; `refresh --full` recomputes.
+    const full = await runCli(['refresh', '--full', '--json', '--database-url', db.url]);
+    expect(full.code, full.stderr).toBe(0);
+    const { results } = JSON.parse(full.stdout) as {
+      results: { view: string; status: string; method: string; rows_changed: number }[];
+    };
+    expect(
+      results.map(({ view, status, method, rows_changed }) => ({
+        view,
+        status,
+        method,
+        rows_changed,
+      })),
+    ).toEqual([
+      { view: 'mv_entity_ancestors', status: 'refreshed', method: 'full', rows_changed: 2 },
+      { view: 'mv_descendant_counts', status: 'refreshed', method: 'full', rows_changed: 1 },
     ]);
     const restored = await verify(db, '--data');
     expect(restored.failed).toEqual([]);
