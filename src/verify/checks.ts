@@ -307,19 +307,6 @@ const pinnedPath = (config: string[] | null) =>
   config?.find((c) => c.startsWith('search_path=')) ?? null;
 /** Collapses whitespace: a body reindented (or checked out with CRLF) is the same body. */
 const normalized = (text: string) => text.replace(/\s+/g, ' ').trim();
-const COMPARED = [
-  'arguments',
-  'result',
-  'language',
-  'kind',
-  'volatility',
-  'strict',
-  'leakproof',
-  'parallel',
-  'cost',
-  'rows',
-] as const;
-
 function functionCheck(fn: FunctionFact, facts: SchemaFacts): CheckResult {
   if (!fn.canonical.ok) {
     return check(
@@ -354,12 +341,12 @@ function functionCheck(fn: FunctionFact, facts: SchemaFacts): CheckResult {
   if (others(live.config) !== others(expected.config))
     differences.push(`settings ${others(live.config) || 'none'}`);
   if (normalized(live.body) !== normalized(expected.body)) differences.push('body differs');
-  for (const key of COMPARED) {
-    if (live[key] !== expected[key])
-      differences.push(`${key} ${live[key]}, expected ${expected[key]}`);
+  for (const [key, value] of Object.entries(expected.traits)) {
+    if (live.traits[key] !== value)
+      differences.push(`${key} ${live.traits[key]}, expected ${value}`);
   }
   // CREATE OR REPLACE cannot change the result type, argument names or defaults.
-  const replaceable = live.result === expected.result && live.arguments === expected.arguments;
+  const replaceable = ['result', 'arguments'].every((k) => live.traits[k] === expected.traits[k]);
   const repairs: Repair[] = differences.length
     ? [{ kind: 'function', name: fn.file.name, drop: replaceable ? null : live.identity }]
     : [];

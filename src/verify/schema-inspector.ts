@@ -47,23 +47,15 @@ export interface IndexFact {
   definition: string;
 }
 
-/** Everything compared between a live function and its canonical definition. */
+/** What is compared between a live function and its canonical definition. */
 export interface FunctionAttributes {
   /** `name(argument types)`. */
   identity: string;
-  arguments: string;
-  result: string;
-  language: string;
-  kind: string;
-  volatility: string;
   securityDefiner: boolean;
   config: string[] | null;
   body: string;
-  strict: boolean;
-  leakproof: boolean;
-  parallel: string;
-  cost: number;
-  rows: number;
+  /** Arguments, result, language, kind, volatility, strictness, ... as the catalog has them. */
+  traits: Record<string, string | number | boolean>;
 }
 
 /** A live function, with what is checked beyond its definition. */
@@ -134,23 +126,19 @@ export interface SchemaFacts {
 /** The extensions `entities` needs. */
 export const REQUIRED_EXTENSIONS = ['ltree', 'btree_gist'] as const;
 
-/** Options for {@link inspectSchema}. */
-export interface InspectOptions {
-  /** `lock_timeout` of the inspection. Default 10 000 ms. */
-  lockTimeoutMs?: number;
-  /** `statement_timeout` of the inspection. Default 60 000 ms. */
-  statementTimeoutMs?: number;
-}
+// Bounds of the inspection: it waits for no lock for long, and renders in well under a minute.
+const LOCK_TIMEOUT = '10s';
+const STATEMENT_TIMEOUT = '60s';
 
 const FUNCTIONS = `
-  SELECT p.proname AS name, p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')' AS identity,
-         pg_catalog.pg_get_function_arguments(p.oid) AS arguments,
-         pg_catalog.pg_get_function_result(p.oid) AS result, l.lanname AS language,
-         p.prokind::text AS kind, p.provolatile::text AS volatility, p.prosecdef AS "securityDefiner",
-         p.proconfig AS config,
+  SELECT p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')' AS identity,
+         p.prosecdef AS "securityDefiner", p.proconfig AS config,
          CASE WHEN p.prosqlbody IS NULL THEN p.prosrc ELSE pg_catalog.pg_get_function_sqlbody(p.oid) END AS body,
-         p.proisstrict AS strict, p.proleakproof AS leakproof, p.proparallel::text AS parallel,
-         p.procost::float8 AS cost, p.prorows::float8 AS rows,
+         json_build_object('arguments', pg_catalog.pg_get_function_arguments(p.oid),
+                           'result', pg_catalog.pg_get_function_result(p.oid), 'language', l.lanname,
+                           'kind', p.prokind, 'volatility', p.provolatile, 'strict', p.proisstrict,
+                           'leakproof', p.proleakproof, 'parallel', p.proparallel,
+                           'cost', p.procost, 'rows', p.prorows) AS traits,
          pg_catalog.pg_get_userbyid(p.proowner) AS owner,
          EXISTS (SELECT 1 FROM pg_catalog.aclexplode(COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) a
                   WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE') AS "publicExecute"
@@ -175,13 +163,13 @@ const PRIVILEGES = `
             FROM pg_catalog.pg_proc p WHERE p.pronamespace = $1) o
    CROSS JOIN LATERAL pg_catalog.aclexplode(o.acl) a`;
 
-interface Privilege {
+type Privilege = {
   object: string;
   privilege: string;
   grantee: string;
   isOwner: boolean;
   revoke: string;
-}
+};
 
 /**
  * Reads the live schema (the session's `current_schema()`) and renders every canonical
@@ -192,11 +180,7 @@ interface Privilege {
  * transaction that is rolled back: the live schema is only read. Needs the TEMP privilege, and
  * for the grants comparison, ownership of the objects (or superuser).
  */
-export async function inspectSchema(
-  client: pg.Client,
-  sql: SqlDefinitions,
-  options: InspectOptions = {},
-): Promise<SchemaFacts> {
+export async function inspectSchema(client: pg.Client, sql: SqlDefinitions): Promise<SchemaFacts> {
   await client.query('BEGIN');
   try {
     const { rows } = await client.query<{
@@ -219,7 +203,7 @@ export async function inspectSchema(
       `SELECT set_config('search_path', format('pg_temp, %I', current_schema()), true),
               set_config('check_function_bodies', 'off', true),
               set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`,
-      [`${options.lockTimeoutMs ?? 10_000}ms`, `${options.statementTimeoutMs ?? 60_000}ms`],
+      [LOCK_TIMEOUT, STATEMENT_TIMEOUT],
     );
     const live = await readLive(client, namespace, sql);
     // FROM CURRENT pins the search_path the file ran under; the convention (sql/README.md) is
@@ -428,7 +412,7 @@ async function readLive(
     [namespace, [...DATA_TABLES, ...Object.keys(VIEW_DEFINITIONS)]],
   );
 
-  const { rows: functions } = await client.query<LiveFunction & { name: string }>(
+  const { rows: functions } = await client.query<LiveFunction>(
     `${FUNCTIONS} WHERE p.pronamespace = $1::oid AND p.proname = ANY ($2)`,
     [namespace, sql.functions.map((f) => f.name)],
   );
@@ -452,7 +436,7 @@ async function readLive(
     strategies,
     constraints,
     indexes,
-    functions: functions.map((f) => ({ ...f, cost: Number(f.cost), rows: Number(f.rows) })),
+    functions,
     triggers: new Map(
       triggerRows.map((t) => [t.name, { enabled: t.enabled, definition: t.definition }]),
     ),

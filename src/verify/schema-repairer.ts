@@ -64,16 +64,7 @@ export interface RepairOutcome {
 
 // Dependency order: functions (triggers and views need them), the definition views, triggers,
 // the relations (rebuilt online from their definitions), indexes of entities, owners, grants.
-const ORDER: Repair['kind'][] = [
-  'function',
-  'definition',
-  'trigger',
-  'trigger-state',
-  'rebuild',
-  'index',
-  'owner',
-  'grants',
-];
+const ORDER = 'function definition trigger trigger-state rebuild index owner grants'.split(' ');
 
 /** Quotes an identifier unless it is a plain lower-case name. */
 const ident = (name: string) =>
@@ -204,22 +195,6 @@ export function planRepairs(
     .sort((a, b) => ORDER.indexOf(a.repair.kind) - ORDER.indexOf(b.repair.kind))
     .map(({ repair, reasons }) => ({ ...action(repair), reasons }));
   return { actions, unrepairable: failed.filter((c) => c.repairs.length === 0) };
-}
-
-/** The plan as SQL a person can read and run (what `repair --dry-run` prints). */
-export function formatPlan(actions: RepairAction[]): string {
-  return actions
-    .map((action, i) =>
-      [
-        `-- ${i + 1}. ${action.description}`,
-        ...action.reasons.map((reason) => `--    because ${reason.replace(/\n/g, ' ')}`),
-        ...(action.transactional ? ['BEGIN;'] : []),
-        ...action.statements.map((s) => `${s.replace(/;\s*$/, '')};`),
-        ...(action.transactional ? ['COMMIT;'] : []),
-        '',
-      ].join('\n'),
-    )
-    .join('\n');
 }
 
 /**

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { parseDuration } from '../../config/duration.ts';
 import {
   DEFAULT_REPAIR_LOCK_TIMEOUT_MS,
-  formatPlan,
+  type RepairAction,
   type RepairOutcome,
   repairSchema,
 } from '../../verify/schema-repairer.ts';
@@ -19,6 +19,22 @@ interface RepairArgs extends GlobalArgs {
   'lock-wait': string;
   'lock-timeout': string;
   'migrations-dir'?: string;
+}
+
+/** The plan as SQL a person can read and run (what `repair --dry-run` prints). */
+export function formatPlan(actions: RepairAction[]): string {
+  return actions
+    .map((action, i) =>
+      [
+        `-- ${i + 1}. ${action.description}`,
+        ...action.reasons.map((reason) => `--    because ${reason.replace(/\n/g, ' ')}`),
+        ...(action.transactional ? ['BEGIN;'] : []),
+        ...action.statements.map((s) => `${s.replace(/;\s*$/, '')};`),
+        ...(action.transactional ? ['COMMIT;'] : []),
+        '',
+      ].join('\n'),
+    )
+    .join('\n');
 }
 
 /** `repair --json`: the steps planned (dry run) or run, and the checklist afterwards. */
