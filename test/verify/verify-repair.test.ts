@@ -17,7 +17,7 @@ afterEach(dropDatabases);
 // lock. The breakages themselves are in breakages.test.ts; sql/ itself in sql-dir.test.ts.
 
 describe('verify', () => {
-  it('passes every check on a freshly migrated database, as JSON in the SPEC shape', async () => {
+  it('passes every check on a freshly migrated database, as JSON in the documented shape', async () => {
     const db = await database();
     const { code, report } = await verify(db);
     expect(code).toBe(0);
