@@ -14,6 +14,7 @@ const UNIT_TESTS = [
   'test/daemon/daemon-flags.test.ts',
   'test/deploy/manifests.test.ts',
   'test/public-api.test.ts',
+  'test/verify/imports.test.ts',
 ];
 
 export default defineConfig({

@@ -4,11 +4,10 @@ import type { ConnectionOptions } from '../db/pool.ts';
 import { sqlState } from '../db/sqlstate.ts';
 import type { Logger } from '../logging/logger.ts';
 import { acquireSchemaLock } from '../migrate/advisory-lock.ts';
-import { formatPlan, planRepairs, type RepairAction, type RepairPlan } from './repair-plan.ts';
+import { type CheckResult, ENTITIES_INDEXES, type Repair } from './checks.ts';
+import type { SchemaFacts } from './schema-inspector.ts';
 import { inspectAndCheck, openClient, type VerifyReport } from './schema-verifier.ts';
-
-/** SQLSTATE 0A000: e.g. REINDEX CONCURRENTLY of an index that cannot be rebuilt that way. */
-const FEATURE_NOT_SUPPORTED = '0A000';
+import type { SqlDefinitions, SqlFile } from './sql-definitions.ts';
 
 /** Default `lock_timeout` of each repair step: 30 s. */
 export const DEFAULT_REPAIR_LOCK_TIMEOUT_MS = 30_000;
@@ -25,6 +24,19 @@ export interface RepairOptions {
   lockTimeoutMs?: number;
   /** Directory of migration files for the pending/modified checks. Default: the project's. */
   migrationsDir?: string;
+  /** Directory of canonical definitions. Default: the `sql/` shipped with hierarchy-db. */
+  sqlDir?: string;
+}
+
+/** One step of a repair, as it runs and as `--dry-run` prints it. */
+export interface RepairAction {
+  /** What it does, e.g. `rebuild mv_descendant_counts online as a materialized view ...`. */
+  description: string;
+  /** The failed checks it answers. */
+  reasons: string[];
+  /** All statements in one transaction; otherwise each on its own (CONCURRENTLY builds). */
+  transactional: boolean;
+  statements: string[];
 }
 
 /** How one step went. */
@@ -42,20 +54,155 @@ export interface RepairOutcome {
   refused: string | null;
   /** The checks before the repair. */
   before: VerifyReport;
-  plan: RepairPlan;
-  /** The plan as SQL. */
-  planSql: string;
+  actions: RepairAction[];
+  /** Failed checks no repair answers (tables, extensions, constraints, migrations). */
+  unrepairable: CheckResult[];
   steps: RepairStepResult[];
   /** The checklist after the repair; null for a dry run or a refusal. */
   after: VerifyReport | null;
 }
 
+// Dependency order: functions (triggers and views need them), the definition views, triggers,
+// the relations (rebuilt online from their definitions), indexes of entities, owners, grants.
+const ORDER = 'function definition trigger trigger-state rebuild index owner grants'.split(' ');
+
+/** Quotes an identifier unless it is a plain lower-case name. */
+const ident = (name: string) =>
+  /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
+const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
+
+/** Turns failed checks into repair steps, in dependency order. */
+export function planRepairs(
+  checks: CheckResult[],
+  facts: SchemaFacts,
+  sql: SqlDefinitions,
+  lockTimeoutMs: number,
+): { actions: RepairAction[]; unrepairable: CheckResult[] } {
+  const failed = checks.filter((c) => !c.ok);
+  const planned = new Map<string, { repair: Repair; reasons: string[] }>();
+  const plan = (repair: Repair, reason: string) => {
+    const key = JSON.stringify(repair);
+    planned.set(key, { repair, reasons: [...(planned.get(key)?.reasons ?? []), reason] });
+  };
+  for (const c of failed) for (const r of c.repairs) plan(r, `${c.name}: ${c.detail}`);
+  // Recreated objects start without their grants: grants.sql runs after any other step.
+  if (planned.size > 0) plan({ kind: 'grants' }, 'privileges of repaired objects');
+
+  const schema = facts.quotedSchema;
+  const entities = `${schema}.entities`;
+  const owner = facts.relations.entities?.owner ?? null;
+  const file = (files: SqlFile[], name: string) => files.find((f) => f.name === name)!;
+  // How every file of sql/ is applied (sql/README.md): the schema first on the search_path.
+  const prelude = [
+    `SET LOCAL lock_timeout = '${lockTimeoutMs}ms'`,
+    `SELECT set_config('search_path', ${literal(`${schema}, pg_temp`)}, true)`,
+  ];
+  // `ALTER ... OWNER TO` the owner of entities, when `repair` runs as someone else.
+  const giveBack = (type: string, object: string, always = false) =>
+    owner && (always || owner !== facts.currentUser)
+      ? [`ALTER ${type} ${object} OWNER TO "${owner.replaceAll('"', '""')}"`]
+      : [];
+  // Writes made while a trigger on entities was missing, drifted or disabled may never have been
+  // recorded, so no view knows it misses them. Record one change dated when the oldest view's
+  // data was read: every unrecorded write came later, so staleness is over-estimated, never
+  // under-estimated, until the next refresh.
+  const markStale = `INSERT INTO ${schema}.hierarchy_changes (xid, changed_at)
+  SELECT pg_current_xact_id(), COALESCE(min(s.data_as_of), clock_timestamp())
+    FROM ${schema}.hierarchy_view_state s
+  ON CONFLICT (xid) DO NOTHING`;
+
+  const action = (repair: Repair): Omit<RepairAction, 'reasons'> => {
+    const step = (description: string, statements: string[], transactional = true) => ({
+      description,
+      transactional,
+      statements: transactional ? [...prelude, ...statements] : statements,
+    });
+    switch (repair.kind) {
+      case 'function': {
+        const f = file(sql.functions, repair.name);
+        const fact = facts.functions.find((x) => x.file.name === repair.name);
+        const identity = fact?.canonical.ok ? fact.canonical.value.identity : repair.name;
+        const created = repair.drop !== null || !fact?.live;
+        return step(`${created ? 'create' : 'replace'} function ${identity} from ${f.file}`, [
+          ...(repair.drop ? [`DROP ROUTINE ${schema}.${repair.drop}`] : []),
+          f.sql.trim(),
+          ...(created ? giveBack('ROUTINE', `${schema}.${identity}`) : []),
+        ]);
+      }
+      case 'definition': {
+        const f = file(sql.views, repair.name);
+        return step(`create or replace view ${repair.name} from ${f.file}`, [f.sql.trim()]);
+      }
+      case 'trigger': {
+        const f = file(sql.triggers, repair.name);
+        const disabled = repair.enable ? '' : ' (disabled)';
+        return step(`recreate trigger ${repair.name} on entities from ${f.file}${disabled}`, [
+          `DROP TRIGGER IF EXISTS ${ident(repair.name)} ON ${entities}`,
+          f.sql.trim(),
+          ...(repair.enable
+            ? []
+            : [`ALTER TABLE ${entities} DISABLE TRIGGER ${ident(repair.name)}`]),
+          markStale,
+        ]);
+      }
+      case 'trigger-state': {
+        const verb = repair.enable ? 'ENABLE' : 'DISABLE';
+        return step(`${verb.toLowerCase()} trigger ${repair.name} on entities`, [
+          `ALTER TABLE ${entities} ${verb} TRIGGER ${ident(repair.name)}`,
+          ...(repair.enable ? [markStale] : []),
+        ]);
+      }
+      case 'rebuild': {
+        const view = facts.views.find((v) => v.name === repair.view)!;
+        const type = view.strategy === 'incremental' ? 'TABLE' : 'MATERIALIZED VIEW';
+        // Online: built beside the old relation, then swapped in one short transaction.
+        const call = `${schema}.hierarchy_rebuild_view(${literal(view.name)}, NULL, 'rebuilt', 'manual')`;
+        return step(
+          `rebuild ${view.name} online as a ${type.toLowerCase()} from ${view.definition} (hierarchy_rebuild_view)`,
+          [
+            `SELECT view_name, strategy, rows FROM ${call}`,
+            ...giveBack(type, `${schema}.${view.name}`),
+          ],
+        );
+      }
+      case 'index': {
+        const [name, , shape] = ENTITIES_INDEXES.find(([n]) => n === repair.name)!;
+        const [, unique, method, columns] = /^(unique )?(\w+) (\(.*\))$/.exec(shape)!;
+        const create = `CREATE ${unique ? 'UNIQUE ' : ''}INDEX CONCURRENTLY ${name} ON ${entities} USING ${method} ${columns}`;
+        const statements = {
+          create: [create],
+          recreate: [`DROP INDEX CONCURRENTLY IF EXISTS ${schema}.${name}`, create],
+          reindex: [`REINDEX INDEX CONCURRENTLY ${schema}.${name}`],
+        }[repair.how];
+        const what = { create: 'build', recreate: 'rebuild drifted', reindex: 'rebuild invalid' }[
+          repair.how
+        ];
+        return step(
+          `${what} index ${name} on entities (CONCURRENTLY)`,
+          [`SET lock_timeout = '${lockTimeoutMs}ms'`, ...statements],
+          false,
+        );
+      }
+      case 'owner': {
+        const object = `${schema}.${repair.type === 'ROUTINE' ? repair.object : ident(repair.object)}`;
+        return step(`give ${repair.object} back to ${owner}`, giveBack(repair.type, object, true));
+      }
+      case 'grants':
+        return step(`grant the privileges of ${sql.grants.file}`, [sql.grants.sql.trim()]);
+    }
+  };
+  const actions = [...planned.values()]
+    .sort((a, b) => ORDER.indexOf(a.repair.kind) - ORDER.indexOf(b.repair.kind))
+    .map(({ repair, reasons }) => ({ ...action(repair), reasons }));
+  return { actions, unrepairable: failed.filter((c) => c.repairs.length === 0) };
+}
+
 /**
- * `hierarchy-db repair`: recreates missing, invalid or drifted *derived* objects — the
- * materialized views (populated again), their indexes, invalid indexes, the functions, the
- * triggers, the grants — from the migrations' canonical definitions. Never touches `entities`
- * rows, and never applies or reverts migrations: with a pending or modified migration the
- * canonical definitions may not be the ones the database should have, so it refuses.
+ * `hierarchy-db repair`: recreates missing, invalid or drifted *derived* objects from `sql/`:
+ * functions, definition views, triggers, the two relations (rebuilt online through
+ * hierarchy_rebuild_view, never dropped and recreated in place), indexes of entities, grants.
+ * Never touches `entities` rows, and never applies or reverts migrations: with a pending or
+ * modified migration, `sql/` may not be what the database should have, so it refuses.
  *
  * Holds the schema lock of `migrate` (on a separate, idle connection, see acquireSchemaLock)
  * for the whole run, so it cannot race a deploy.
@@ -82,17 +229,16 @@ export async function repairSchema(options: RepairOptions): Promise<RepairOutcom
     client = await openClient(options.connection, 'hierarchy-db/repair');
     const inspection = await inspectAndCheck(client, options);
     const before: VerifyReport = { ok: inspection.ok, checks: inspection.checks };
-    const { rows } = await client.query<{ user: string }>('SELECT current_user AS user');
-    const plan = planRepairs(inspection.checks, inspection.facts, inspection.canonical, {
-      lockTimeoutMs: options.lockTimeoutMs ?? DEFAULT_REPAIR_LOCK_TIMEOUT_MS,
-      currentUser: rows[0]!.user,
-    });
-    const planSql = formatPlan(plan);
-    const outcome = { dryRun, before, plan, planSql, steps: [], after: null };
-
+    const plan = planRepairs(
+      inspection.checks,
+      inspection.facts,
+      inspection.sql,
+      options.lockTimeoutMs ?? DEFAULT_REPAIR_LOCK_TIMEOUT_MS,
+    );
+    const outcome = { dryRun, before, ...plan, steps: [], after: null };
     const migrations = inspection.checks.filter((c) => !c.ok && c.name.startsWith('migrations '));
     if (migrations.length > 0) {
-      const refused = `not repairing: ${migrations.map((c) => `${c.name} (${c.detail})`).join('; ')}. The canonical definitions come from the migration files, so the schema must be migrated to exactly them first: ${migrations.map((c) => c.fix).join('; ')}`;
+      const refused = `not repairing: ${migrations.map((c) => `${c.name} (${c.detail})`).join('; ')}. sql/ describes the fully migrated schema, so migrate first: ${migrations.map((c) => c.fix).join('; ')}`;
       return { ...outcome, refused };
     }
     if (dryRun) return { ...outcome, refused: null };
@@ -134,78 +280,35 @@ async function runStep(
   logger: Logger,
 ): Promise<RepairStepResult> {
   const started = performance.now();
+  const fields = { action: action.description };
   logger.info(
-    { event: 'repair.step', action: action.description, reasons: action.reasons },
+    { event: 'repair.step', ...fields, reasons: action.reasons },
     `repairing: ${action.description}`,
   );
   try {
-    try {
-      await runStatements(client, action.statements, action.transactional);
-    } catch (error) {
-      if (!action.fallback || sqlState(error) !== FEATURE_NOT_SUPPORTED) throw error;
-      logger.info(
-        { event: 'repair.fallback', action: action.description, reason: (error as Error).message },
-        `not possible concurrently here; falling back to: ${action.fallback.join('; ')}`,
-      );
-      await runStatements(client, action.fallback, action.transactional);
-    }
+    if (action.transactional) await client.query('BEGIN');
+    for (const statement of action.statements) await client.query(statement);
+    if (action.transactional) await client.query('COMMIT');
     const durationMs = Math.round(performance.now() - started);
     logger.info(
-      { event: 'repair.step_done', action: action.description, duration_ms: durationMs },
+      { event: 'repair.step_done', ...fields, duration_ms: durationMs },
       `repaired: ${action.description}`,
     );
     return { action, ok: true, durationMs };
   } catch (error) {
     if (isConnectionFailure(error)) throw error;
+    if (action.transactional) await client.query('ROLLBACK').catch(() => {});
     const message = error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error);
-    if (action.cleanupInvalidIndex) await dropIfInvalid(client, action.cleanupInvalidIndex, logger);
     const durationMs = Math.round(performance.now() - started);
     logger.error(
       {
         event: 'repair.step_failed',
-        action: action.description,
+        ...fields,
         sqlstate: sqlState(error),
         duration_ms: durationMs,
       },
       `repair failed: ${action.description}: ${message}`,
     );
     return { action, ok: false, durationMs, error: message };
-  }
-}
-
-async function runStatements(
-  client: pg.Client,
-  statements: string[],
-  transactional: boolean,
-): Promise<void> {
-  if (!transactional) {
-    for (const statement of statements) await client.query(statement);
-    return;
-  }
-  await client.query('BEGIN');
-  try {
-    for (const statement of statements) await client.query(statement);
-    await client.query('COMMIT');
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  }
-}
-
-/** A failed CONCURRENTLY build leaves an invalid index; drop it (only if it is invalid). */
-async function dropIfInvalid(client: pg.Client, index: string, logger: Logger): Promise<void> {
-  try {
-    const { rows } = await client.query<{ invalid: boolean }>(
-      `SELECT NOT i.indisvalid AS invalid FROM pg_catalog.pg_index i WHERE i.indexrelid = to_regclass($1)`,
-      [index],
-    );
-    if (!rows[0]?.invalid) return;
-    await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${index}`);
-    logger.info({ event: 'repair.cleanup', index }, `dropped the invalid leftover ${index}`);
-  } catch (error) {
-    logger.warn(
-      { event: 'repair.cleanup_failed', index, reason: (error as Error).message },
-      `could not drop the invalid leftover ${index}; drop it with DROP INDEX CONCURRENTLY`,
-    );
   }
 }

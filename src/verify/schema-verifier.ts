@@ -3,10 +3,10 @@ import { connectOrThrow } from '../db/connect.ts';
 import { type ConnectionOptions, createClient } from '../db/pool.ts';
 import type { Logger } from '../logging/logger.ts';
 import { Migrator } from '../migrate/migrator.ts';
-import { type CanonicalObjects, loadCanonicalObjects } from './canonical-objects.ts';
-import { buildChecks } from './checks.ts';
-import type { CheckResult } from './repairs.ts';
+import { buildChecks, type CheckResult } from './checks.ts';
+import { checkViewData } from './data-check.ts';
 import { inspectSchema, type SchemaFacts } from './schema-inspector.ts';
+import { loadSqlDefinitions, type SqlDefinitions } from './sql-definitions.ts';
 
 /** Options for {@link verifySchema}. */
 export interface VerifyOptions {
@@ -14,6 +14,10 @@ export interface VerifyOptions {
   logger: Logger;
   /** Directory of migration files for the pending/modified checks. Default: the project's. */
   migrationsDir?: string;
+  /** Directory of canonical definitions. Default: the `sql/` shipped with hierarchy-db. */
+  sqlDir?: string;
+  /** Also compare each view's contents with its definition. Default false. */
+  data?: boolean;
 }
 
 /** The checklist: `ok` only when every check passes. */
@@ -25,7 +29,7 @@ export interface VerifyReport {
 /** A report with what it was built from, for `repair`. */
 export interface VerifyInspection extends VerifyReport {
   facts: SchemaFacts;
-  canonical: CanonicalObjects;
+  sql: SqlDefinitions;
 }
 
 /** Opens a client with the project's connection settings (ConnectionError if unreachable). */
@@ -35,23 +39,28 @@ export async function openClient(options: ConnectionOptions, applicationName: st
   return client;
 }
 
-/** Runs the SPEC 5 checklist on `client`'s database. Read-only (see {@link inspectSchema}). */
+/** Runs the checklist on `client`'s database. Read-only (see inspectSchema). */
 export async function inspectAndCheck(
   client: pg.Client,
   options: VerifyOptions,
 ): Promise<VerifyInspection> {
-  const canonical = await loadCanonicalObjects();
-  const facts = await inspectSchema(client, canonical);
+  const sql = await loadSqlDefinitions(options.sqlDir);
+  const facts = await inspectSchema(client, sql);
   const migrations = await new Migrator({
     connection: options.connection,
     logger: options.logger,
     ...(options.migrationsDir ? { dir: options.migrationsDir } : {}),
   }).status();
-  const checks = buildChecks(facts, canonical, migrations);
-  return { ok: checks.every((c) => c.ok), checks, facts, canonical };
+  const checks = buildChecks(facts, migrations);
+  if (options.data) checks.push(...(await checkViewData(client, facts)));
+  return { ok: checks.every((c) => c.ok), checks, facts, sql };
 }
 
-/** `hierarchy-db verify`: the schema checklist of SPEC 5. Changes nothing. */
+/**
+ * `hierarchy-db verify`: the schema checklist (README "hierarchy-db verify"), each live object
+ * compared with its definition in `sql/`; with `data`, each view's contents with its definition
+ * view. Changes nothing.
+ */
 export async function verifySchema(options: VerifyOptions): Promise<VerifyReport> {
   const client = await openClient(options.connection, 'hierarchy-db/verify');
   try {
@@ -66,13 +75,16 @@ export async function verifySchema(options: VerifyOptions): Promise<VerifyReport
   }
 }
 
-/** The report as `verify --json` prints it: the SPEC fields only. */
-export function reportJson(report: VerifyReport): {
-  ok: boolean;
-  checks: { name: string; ok: boolean; detail: string; fix: string | null }[];
-} {
+/** The report as `verify --json` prints it: `{ ok, checks: [{ name, ok, detail, fix }] }`. */
+export function reportJson(report: VerifyReport) {
   return {
     ok: report.ok,
-    checks: report.checks.map(({ name, ok, detail, fix }) => ({ name, ok, detail, fix })),
+    checks: report.checks.map(({ name, ok, detail, fix, differences }) => ({
+      name,
+      ok,
+      detail,
+      fix,
+      ...(differences ? { differences } : {}),
+    })),
   };
 }

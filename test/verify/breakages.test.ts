@@ -12,12 +12,14 @@ import {
 
 afterEach(dropDatabases);
 
-// Each breakage of issue 5 (and a few more) on a fresh clone of the migrated template with a
-// random forest in it: verify exits 1 naming exactly the broken objects, repair brings it back
-// to 0, the views equal the independent oracle, and no row of entities was written.
+// Each breakage on a fresh clone of the migrated template with a random forest in it: verify
+// exits 1 naming exactly the broken objects, repair brings it back to 0 from sql/, the views
+// equal the independent oracle, and no row of entities was written.
 
 interface Breakage {
   title: string;
+  /** Run first, in autocommit (e.g. a strategy switch). */
+  setup?: string;
   sql: string;
   /** Exactly the checks that must fail. */
   failing: string[];
@@ -32,9 +34,56 @@ const BREAKAGES: Breakage[] = [
       'index mv_descendant_counts_entity_id_key',
       'index mv_descendant_counts_path_gist',
       'index mv_descendant_counts_depth_path_idx',
-      'materialized view mv_descendant_counts',
-      'view definition mv_descendant_counts',
+      'relation mv_descendant_counts',
+      // grants.sql grants SELECT on it: it cannot be applied.
+      'grants',
     ],
+  },
+  {
+    title: 'DROP TABLE mv_entity_ancestors under the incremental strategy',
+    setup: `CALL hierarchy_set_view_strategy('incremental', ARRAY['mv_entity_ancestors'])`,
+    sql: 'DROP TABLE mv_entity_ancestors',
+    failing: [
+      'index mv_entity_ancestors_entity_id_key',
+      'index mv_entity_ancestors_path_gist',
+      'index mv_entity_ancestors_depth_path_idx',
+      'relation mv_entity_ancestors',
+      'grants',
+    ],
+  },
+  {
+    title: 'a strategy recorded as incremental over a materialized view, capture off',
+    sql: `UPDATE hierarchy_view_state SET strategy = 'incremental' WHERE view_name = 'mv_descendant_counts'`,
+    failing: [
+      'relation mv_descendant_counts',
+      'trigger entities_capture_delete on entities',
+      'trigger entities_capture_insert on entities',
+      'trigger entities_capture_truncate on entities',
+      'trigger entities_capture_update on entities',
+    ],
+    detail: /is a materialized view, but its recorded strategy is incremental/,
+  },
+  {
+    title: 'row capture enabled while every view is materialized (writers pay for nothing)',
+    sql: 'ALTER TABLE entities ENABLE TRIGGER entities_capture_insert',
+    failing: ['trigger entities_capture_insert on entities'],
+    detail: /enabled; no view uses the incremental strategy/,
+  },
+  {
+    title: 'a definition view redefined by hand (and the view refreshed from it)',
+    sql: `CREATE OR REPLACE VIEW hierarchy_descendant_counts_definition AS
+            SELECT e.id AS entity_id, e.name, e.path, e.path_depth, e.confidence_score,
+                   (SELECT count(*) FROM entities d WHERE d.path <@ e.path AND d.path <> e.path)::bigint AS descendant_count
+              FROM entities e WHERE e.is_active;
+          SELECT * FROM refresh_hierarchy_views(true)`,
+    failing: ['view hierarchy_descendant_counts_definition'],
+    detail: /drifted from sql\/views\/hierarchy_descendant_counts_definition.sql/,
+  },
+  {
+    title: 'a privilege of grants.sql revoked by hand',
+    sql: 'REVOKE SELECT ON mv_refresh_audit FROM hierarchy_reader',
+    failing: ['grants'],
+    detail: /missing: SELECT on table mv_refresh_audit to hierarchy_reader/,
   },
   {
     title: 'the composite GiST index dropped',
@@ -56,30 +105,27 @@ const BREAKAGES: Breakage[] = [
   },
   {
     title: 'ALTER FUNCTION refresh_hierarchy_views RESET search_path',
-    sql: 'ALTER FUNCTION refresh_hierarchy_views(boolean, text[], text) RESET search_path',
-    failing: ['function refresh_hierarchy_views(boolean, text[], text)'],
+    sql: 'ALTER FUNCTION refresh_hierarchy_views(boolean, text[], text, boolean) RESET search_path',
+    failing: ['function refresh_hierarchy_views(boolean, text[], text, boolean)'],
     detail: /search_path not pinned/,
   },
   {
     title: 'refresh_hierarchy_views no longer SECURITY DEFINER',
-    sql: 'ALTER FUNCTION refresh_hierarchy_views(boolean, text[], text) SECURITY INVOKER',
-    failing: ['function refresh_hierarchy_views(boolean, text[], text)'],
+    sql: 'ALTER FUNCTION refresh_hierarchy_views(boolean, text[], text, boolean) SECURITY INVOKER',
+    failing: ['function refresh_hierarchy_views(boolean, text[], text, boolean)'],
     detail: /not SECURITY DEFINER/,
   },
   {
     title: 'a view redefined by hand with different SQL',
     sql: HAND_MADE_ANCESTORS,
     // Dropping the view also dropped hierarchy_reader's SELECT on it.
-    failing: [
-      'view definition mv_entity_ancestors',
-      'grants hierarchy_reader, hierarchy_refresher',
-    ],
-    detail: /drifted/,
+    failing: ['relation mv_entity_ancestors', 'grants'],
+    detail: /drifted: does not select from hierarchy_ancestors_definition/,
   },
   {
     title: 'a view left unpopulated',
     sql: 'REFRESH MATERIALIZED VIEW mv_entity_ancestors WITH NO DATA',
-    failing: ['materialized view mv_entity_ancestors'],
+    failing: ['relation mv_entity_ancestors'],
     detail: /not populated/,
   },
   {
@@ -101,10 +147,10 @@ const BREAKAGES: Breakage[] = [
   {
     title: 'a view and the refresh function given to another owner',
     sql: `ALTER MATERIALIZED VIEW mv_descendant_counts OWNER TO hierarchy_reader;
-          ALTER FUNCTION refresh_hierarchy_views(boolean, text[], text) OWNER TO hierarchy_refresher`,
+          ALTER FUNCTION refresh_hierarchy_views(boolean, text[], text, boolean) OWNER TO hierarchy_refresher`,
     failing: [
-      'materialized view mv_descendant_counts',
-      'function refresh_hierarchy_views(boolean, text[], text)',
+      'relation mv_descendant_counts',
+      'function refresh_hierarchy_views(boolean, text[], text, boolean)',
     ],
     detail: /owned by hierarchy_reader/,
   },
@@ -114,6 +160,7 @@ describe('each breakage fails verify, naming the object, and repair restores it'
   BREAKAGES.forEach((breakage, i) => {
     it(breakage.title, async () => {
       const db = await databaseWithForest(1000 + i);
+      if (breakage.setup) await db.client.query(breakage.setup);
       const entitiesBefore = await entitiesSnapshot(db.client);
       await db.client.query(breakage.sql);
 
@@ -122,7 +169,9 @@ describe('each breakage fails verify, naming the object, and repair restores it'
       expect(broken.report.ok).toBe(false);
       expect(broken.failed.map((c) => c.name).sort()).toEqual([...breakage.failing].sort());
       for (const check of broken.failed) expect(check.fix, check.name).toBe('hierarchy-db repair');
-      if (breakage.detail) expect(broken.failed[0]!.detail).toMatch(breakage.detail);
+      if (breakage.detail) {
+        expect(broken.failed.map((c) => c.detail).join('\n')).toMatch(breakage.detail);
+      }
 
       const repaired = await repair(db);
       expect(repaired.code, repaired.stdout + repaired.stderr).toBe(0);
@@ -193,16 +242,16 @@ describe('each breakage fails verify, naming the object, and repair restores it'
       DROP TRIGGER entities_track_truncate ON entities;
       CREATE OR REPLACE FUNCTION hierarchy_track_change() RETURNS trigger LANGUAGE plpgsql
         SECURITY DEFINER SET search_path = public, pg_temp AS $$ BEGIN RETURN NULL; END $$;
-      GRANT EXECUTE ON FUNCTION refresh_hierarchy_views(boolean, text[], text) TO PUBLIC;`);
+      GRANT EXECUTE ON FUNCTION refresh_hierarchy_views(boolean, text[], text, boolean) TO PUBLIC;`);
     const broken = await verify(db);
     expect(broken.code).toBe(1);
     expect(broken.failed.map((c) => c.name)).toEqual(
       expect.arrayContaining([
-        'materialized view mv_descendant_counts',
+        'relation mv_descendant_counts',
         'index entities_depth_path_gist',
         'trigger entities_track_truncate on entities',
         'function hierarchy_track_change()',
-        'privileges refresh_hierarchy_views(boolean, text[], text)',
+        'no EXECUTE for PUBLIC',
       ]),
     );
     expect(

@@ -13,11 +13,11 @@ import {
 
 afterEach(dropDatabases);
 
-// `verify` and `repair` end to end (issue 5): the checklist on a fresh database, the dry run,
-// the schema lock. The breakages themselves are in breakages.test.ts.
+// `verify` and `repair` end to end: the checklist on a fresh database, the dry run, the schema
+// lock. The breakages themselves are in breakages.test.ts; sql/ itself in sql-dir.test.ts.
 
 describe('verify', () => {
-  it('passes every check on a freshly migrated database, as JSON in the SPEC shape', async () => {
+  it('passes every check on a freshly migrated database, as JSON in the documented shape', async () => {
     const db = await database();
     const { code, report } = await verify(db);
     expect(code).toBe(0);
@@ -27,7 +27,7 @@ describe('verify', () => {
       expect(check, check.name).toMatchObject({ ok: true, fix: null });
     }
     const names = report.checks.map((c) => c.name);
-    // SPEC 5, item by item.
+    // The checklist of the README, item by item.
     expect(names).toEqual(
       expect.arrayContaining([
         'extension ltree',
@@ -43,15 +43,19 @@ describe('verify', () => {
         'index mv_descendant_counts_entity_id_key',
         'index mv_descendant_counts_path_gist',
         'index mv_descendant_counts_depth_path_idx',
-        'materialized view mv_entity_ancestors',
-        'materialized view mv_descendant_counts',
-        'view definition mv_entity_ancestors',
-        'view definition mv_descendant_counts',
-        'function refresh_hierarchy_views(boolean, text[], text)',
-        'privileges refresh_hierarchy_views(boolean, text[], text)',
+        'relation mv_entity_ancestors',
+        'relation mv_descendant_counts',
+        'view hierarchy_ancestors_definition',
+        'view hierarchy_descendant_counts_definition',
+        'function refresh_hierarchy_views(boolean, text[], text, boolean)',
+        'function hierarchy_rebuild_view(text, text, text, text)',
+        'function hierarchy_set_view_strategy(text, text[], text)',
         'function hierarchy_track_change()',
+        'no EXECUTE for PUBLIC',
         'trigger entities_track_changes on entities',
         'trigger entities_track_truncate on entities',
+        'trigger entities_capture_update on entities',
+        'grants',
         'table mv_refresh_audit',
         'migrations applied',
         'migrations unmodified',
@@ -99,7 +103,7 @@ describe('repair', () => {
       DROP MATERIALIZED VIEW mv_descendant_counts;
       DROP INDEX entities_depth_path_gist;
       UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'mv_entity_ancestors_entity_id_key'::regclass;
-      ALTER FUNCTION refresh_hierarchy_views(boolean, text[], text) RESET search_path;
+      ALTER FUNCTION refresh_hierarchy_views(boolean, text[], text, boolean) RESET search_path;
       ALTER TABLE entities DISABLE TRIGGER entities_track_changes;`);
     const before = await catalogSnapshot(db.client);
     const entities = await entitiesSnapshot(db.client);
@@ -107,13 +111,32 @@ describe('repair', () => {
     const dry = await repair(db, '--dry-run');
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout).toContain('nothing was changed');
-    expect(dry.stdout).toContain('CREATE MATERIALIZED VIEW public.mv_descendant_counts');
+    // The views are rebuilt online (beside, then swapped), never dropped and recreated in place.
+    expect(dry.stdout).toContain("public.hierarchy_rebuild_view('mv_descendant_counts'");
+    expect(dry.stdout).toContain("public.hierarchy_rebuild_view('mv_entity_ancestors'");
+    expect(dry.stdout).not.toMatch(/DROP MATERIALIZED VIEW|DROP TABLE/);
     expect(dry.stdout).toContain('CREATE INDEX CONCURRENTLY entities_depth_path_gist');
-    expect(dry.stdout).toContain(
-      'REINDEX INDEX CONCURRENTLY public.mv_entity_ancestors_entity_id_key',
-    );
-    expect(dry.stdout).toContain('CREATE OR REPLACE FUNCTION public.refresh_hierarchy_views(');
+    expect(dry.stdout).toContain('CREATE OR REPLACE FUNCTION refresh_hierarchy_views(');
     expect(dry.stdout).toContain('ENABLE TRIGGER entities_track_changes');
+    // Functions first, grants last.
+    expect(dry.stdout.indexOf('CREATE OR REPLACE FUNCTION')).toBeLessThan(
+      dry.stdout.indexOf('hierarchy_rebuild_view('),
+    );
+    expect(dry.stdout.lastIndexOf('GRANT SELECT ON mv_entity_ancestors')).toBeGreaterThan(
+      dry.stdout.lastIndexOf('hierarchy_rebuild_view('),
+    );
+
+    const json = await repair(db, '--dry-run', '--json');
+    expect(json.code, json.stderr).toBe(0);
+    const plan = JSON.parse(json.stdout);
+    expect(plan).toMatchObject({ ok: true, dry_run: true, refused: null, after: null });
+    expect(plan.actions.map((a: { description: string }) => a.description)).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^replace function refresh_hierarchy_views/),
+        expect.stringMatching(/^rebuild mv_descendant_counts online/),
+        expect.stringMatching(/^grant the privileges of sql\/grants.sql/),
+      ]),
+    );
 
     expect(await catalogSnapshot(db.client)).toEqual(before);
     expect(await entitiesSnapshot(db.client)).toEqual(entities);

@@ -1,24 +1,67 @@
 import type { CommandModule } from 'yargs';
 import { parseDuration } from '../../config/duration.ts';
-import { DEFAULT_REPAIR_LOCK_TIMEOUT_MS, repairSchema } from '../../verify/schema-repairer.ts';
+import {
+  DEFAULT_REPAIR_LOCK_TIMEOUT_MS,
+  type RepairAction,
+  type RepairOutcome,
+  repairSchema,
+} from '../../verify/schema-repairer.ts';
+import { reportJson } from '../../verify/schema-verifier.ts';
 import { CommandFailedError, type GlobalArgs, runCommand } from '../context.ts';
 import { EXIT } from '../exit-codes.ts';
-import { migrationsDirOption } from '../options.ts';
-import { printLine } from '../print.ts';
+import { jsonOption, migrationsDirOption } from '../options.ts';
+import { printJson, printLine } from '../print.ts';
 import { formatChecklist } from './verify.ts';
 
 interface RepairArgs extends GlobalArgs {
   'dry-run': boolean;
+  json: boolean;
   'lock-wait': string;
   'lock-timeout': string;
   'migrations-dir'?: string;
 }
 
-/** `hierarchy-db repair`: recreate missing, invalid or drifted derived objects. */
+/** The plan as SQL a person can read and run (what `repair --dry-run` prints). */
+export function formatPlan(actions: RepairAction[]): string {
+  return actions
+    .map((action, i) =>
+      [
+        `-- ${i + 1}. ${action.description}`,
+        ...action.reasons.map((reason) => `--    because ${reason.replace(/\n/g, ' ')}`),
+        ...(action.transactional ? ['BEGIN;'] : []),
+        ...action.statements.map((s) => `${s.replace(/;\s*$/, '')};`),
+        ...(action.transactional ? ['COMMIT;'] : []),
+        '',
+      ].join('\n'),
+    )
+    .join('\n');
+}
+
+/** `repair --json`: the steps planned (dry run) or run, and the checklist afterwards. */
+function outcomeJson(outcome: RepairOutcome) {
+  return {
+    ok: outcome.refused === null && (outcome.dryRun || (outcome.after?.ok ?? false)),
+    dry_run: outcome.dryRun,
+    refused: outcome.refused,
+    actions: outcome.actions.map((action) => {
+      const step = outcome.steps.find((s) => s.action === action);
+      return {
+        description: action.description,
+        reasons: action.reasons,
+        statements: action.statements,
+        ...(step ? { ok: step.ok, duration_ms: step.durationMs, error: step.error ?? null } : {}),
+      };
+    }),
+    unrepairable: outcome.unrepairable.map(({ name, detail, fix }) => ({ name, detail, fix })),
+    after: outcome.after ? reportJson(outcome.after) : null,
+  };
+}
+
+/** `hierarchy-db repair`: recreate missing, invalid or drifted derived objects from sql/. */
 export const repairCommand: CommandModule<GlobalArgs, RepairArgs> = {
   command: 'repair',
   describe:
-    'recreate missing, invalid or drifted derived objects (views, indexes, functions, triggers, grants) from the migrations; never touches entities data; exit 1 unless verify passes afterwards',
+    'recreate missing, invalid or drifted derived objects (functions, definition views, triggers, views rebuilt online, indexes, grants) from sql/; never touches entities data; exit 1 unless verify passes afterwards',
   builder: (y) =>
     y
       .option('dry-run', {
@@ -26,6 +69,12 @@ export const repairCommand: CommandModule<GlobalArgs, RepairArgs> = {
         default: false,
         describe: 'print the SQL repair would run; change nothing',
       })
+      .option(
+        'json',
+        jsonOption(
+          'one JSON document on stdout: { "ok", "dry_run", "refused", "actions", "unrepairable", "after" }',
+        ),
+      )
       .option('lock-wait', {
         type: 'string',
         default: '5m',
@@ -47,23 +96,26 @@ export const repairCommand: CommandModule<GlobalArgs, RepairArgs> = {
         lockTimeoutMs: parseDuration(args['lock-timeout'], 'lock-timeout'),
         ...(args['migrations-dir'] ? { migrationsDir: args['migrations-dir'] } : {}),
       });
+      if (args.json) {
+        const json = outcomeJson(outcome);
+        printJson(json);
+        return json.ok ? EXIT.OK : EXIT.FAILED;
+      }
       if (outcome.refused) throw new CommandFailedError(outcome.refused);
-      const { plan } = outcome;
-      const unrepairable = plan.unrepairable.map(
+      const unrepairable = outcome.unrepairable.map(
         (c) => `${c.name} — ${c.detail}${c.fix ? ` (fix: ${c.fix})` : ''}`,
       );
-
       if (outcome.dryRun) {
+        const count = outcome.actions.length;
         printLine(
-          plan.actions.length === 0
+          count === 0
             ? '-- dry run: nothing to repair'
-            : `-- dry run: ${plan.actions.length} repair step(s); nothing was changed\n`,
+            : `-- dry run: ${count} repair step(s); nothing was changed\n`,
         );
-        if (plan.actions.length > 0) printLine(outcome.planSql);
+        if (count > 0) printLine(formatPlan(outcome.actions));
         for (const line of unrepairable) printLine(`-- not repaired by repair: ${line}`);
         return EXIT.OK;
       }
-
       if (outcome.steps.length === 0) printLine('nothing to repair');
       for (const step of outcome.steps) {
         printLine(

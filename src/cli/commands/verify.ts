@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import type { CheckResult } from '../../verify/repairs.ts';
+import type { CheckResult } from '../../verify/checks.ts';
 import { reportJson, verifySchema } from '../../verify/schema-verifier.ts';
 import { type GlobalArgs, runCommand } from '../context.ts';
 import { EXIT } from '../exit-codes.ts';
@@ -8,6 +8,7 @@ import { printJson, printLine } from '../print.ts';
 
 interface VerifyArgs extends GlobalArgs {
   json: boolean;
+  data: boolean;
   'migrations-dir'?: string;
 }
 
@@ -28,11 +29,11 @@ export function formatChecklist(checks: CheckResult[]): string {
   return lines.join('\n');
 }
 
-/** `hierarchy-db verify`: the schema checklist (SPEC 5); exit 1 unless every check passes. */
+/** `hierarchy-db verify`: the schema checklist against sql/; exit 1 unless every check passes. */
 export const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
   command: 'verify',
   describe:
-    'schema checklist: extensions, entities, indexes, views and their drift, functions, triggers, audit, migrations; exit 1 if a check fails',
+    'schema checklist against sql/: extensions, entities, indexes, views and their drift, functions, triggers, grants, audit, migrations; exit 1 if a check fails',
   builder: (y) =>
     y
       .option('json', {
@@ -41,12 +42,19 @@ export const verifyCommand: CommandModule<GlobalArgs, VerifyArgs> = {
         describe:
           'one JSON document on stdout: { "ok", "checks": [ { "name", "ok", "detail", "fix" } ] }',
       })
+      .option('data', {
+        type: 'boolean',
+        default: false,
+        describe:
+          "also compare each view's contents with its definition (reads both in full) and report the rows that differ",
+      })
       .option('migrations-dir', migrationsDirOption) as never,
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const report = await verifySchema({
         connection: ctx.connection,
         logger: ctx.logger,
+        data: args.data,
         ...(args['migrations-dir'] ? { migrationsDir: args['migrations-dir'] } : {}),
       });
       if (args.json) printJson(reportJson(report));
