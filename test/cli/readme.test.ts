@@ -41,7 +41,7 @@ async function readmeUsages(): Promise<Usage[]> {
       .split('\n')
       .filter(Boolean);
     for (const line of lines) {
-      const match = /^hierarchy-db ([a-z]+(?: (?:up|down|status|create))?)\b(.*)$/.exec(
+      const match = /^hierarchy-db ([a-z]+(?: (?:up|down|status|create|set-strategy))?)\b(.*)$/.exec(
         line.trim(),
       );
       if (!match) continue;
