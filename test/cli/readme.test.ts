@@ -41,9 +41,10 @@ async function readmeUsages(): Promise<Usage[]> {
       .split('\n')
       .filter(Boolean);
     for (const line of lines) {
-      const match = /^hierarchy-db ([a-z]+(?: (?:up|down|status|create|set-strategy))?)\b(.*)$/.exec(
-        line.trim(),
-      );
+      const match =
+        /^hierarchy-db ([a-z]+(?: (?:up|down|status|create|set-strategy))?)\b(.*)$/.exec(
+          line.trim(),
+        );
       if (!match) continue;
       usages.push({
         command: match[1]!,

@@ -28,14 +28,18 @@ describe('daemon flags', () => {
       /--max-wait \(1000ms\) must be at least --debounce \(5000ms\)/,
     ],
     [[], /nothing to do: give --schedule CRON, --on-change, or both/],
-  ])('daemon %j exits 2 in one line', async (args, message) => {
-    const result = await daemon(...args);
-    expect(result.code, result.stderr).toBe(2);
-    const lines = result.stderr.trim().split('\n');
-    expect(lines, result.stderr).toHaveLength(1);
-    expect(lines[0]).toMatch(message);
-    expect(result.stderr).not.toContain('s3cret-pw');
-  }, 120_000); // ten CLI starts at once on a loaded machine
+  ])(
+    'daemon %j exits 2 in one line',
+    async (args, message) => {
+      const result = await daemon(...args);
+      expect(result.code, result.stderr).toBe(2);
+      const lines = result.stderr.trim().split('\n');
+      expect(lines, result.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(message);
+      expect(result.stderr).not.toContain('s3cret-pw');
+    },
+    120_000,
+  ); // ten CLI starts at once on a loaded machine
 
   it('documents the flags and what happens with neither --schedule nor --on-change', async () => {
     const result = await runCli(['daemon', '--help']);
