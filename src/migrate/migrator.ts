@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { MigrationBuilder, runner } from 'node-pg-migrate';
 import type pg from 'pg';
@@ -166,6 +167,13 @@ export class Migrator {
     const plan: { name: string; sql: string }[] = [];
     for (const name of status.pending) {
       const file = files.find((f) => f.name === name)!;
+      if (file.path.endsWith('.sql')) {
+        // node-pg-migrate's SQL format: the up section runs, from its marker to the down marker.
+        const text = await readFile(file.path, 'utf8');
+        const down = text.search(/^\s*--[\s-]*down\s+migration/im);
+        plan.push({ name, sql: (down >= 0 ? text.slice(0, down) : text).trim() });
+        continue;
+      }
       const module = (await import(pathToFileURL(file.path).href)) as {
         up?: (pgm: MigrationBuilder) => unknown;
       };
