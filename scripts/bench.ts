@@ -217,7 +217,10 @@ try {
       settle: true,
     });
     log(`${label}: incremental refresh after a subtree move and a large rename`);
-    const subtree = await subtreeRefreshes(connection, { moveSize: 1_000, renameSize: 10_000 });
+    const subtree = await subtreeRefreshes(connection, ids, {
+      moveSize: 1_000,
+      renameSize: 10_000,
+    });
     log(`${label}: lookups on incremental tables, idle and during incremental refreshes`);
     const incrementalIdle = await idleLookups(connection, ids, lookupSamples);
     const duringIncremental = await lookupsDuringIncrementalRefresh(connection, ids, subtree.move, {

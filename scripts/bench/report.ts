@@ -137,9 +137,10 @@ function methods(refreshes: readonly EditRefresh[]): string {
   return [...all].join(', ');
 }
 
-/** `mean X / max Y (n = N, method M)` of a series of refresh calls. */
+/** `mean X / max Y (in the views V; n = N, method M)` of a series of refresh calls. */
 function refreshes(series: readonly EditRefresh[]): string {
-  return `mean ${ms(meanRefreshMs(series))} / max ${ms(maxRefreshMs(series))} (n = ${series.length}, ${methods(series)})`;
+  const views = series.reduce((sum, r) => sum + r.views_ms, 0) / series.length;
+  return `mean ${ms(meanRefreshMs(series))} / max ${ms(maxRefreshMs(series))} (in the views ${ms(views)}; n = ${series.length}, ${methods(series)})`;
 }
 
 /**
@@ -371,7 +372,7 @@ export function renderMarkdown(report: BenchReport): string {
       return `${cell(r.edit_to_visible)} vs ${cell(r.strategies.edit_to_visible)}`;
     }),
     row(
-      'writers/s, 16 clients, synchronous_commit on: off / materialized / incremental capture',
+      `writers/s, ${sizes[0]?.strategies.writer_capture.clients ?? 16} clients, synchronous_commit on: off / materialized / incremental capture`,
       (r) => {
         const w = r.strategies.writer_capture;
         return `${w.off_per_s} / ${w.materialized_per_s} / ${w.incremental_per_s}`;

@@ -33,6 +33,8 @@ export async function setViewStrategy(
 export interface EditRefresh {
   /** Round trip of the call, as the CLI sees it. */
   ms: number;
+  /** The views' own duration_ms, summed: the call without its round trip and housekeeping. */
+  views_ms: number;
   /** Per view: `method` (incremental, full, concurrent, plain) and the rows it changed. */
   views: {
     view_name: string;
@@ -54,12 +56,15 @@ async function refreshAfter(client: pg.Client, edit: () => Promise<unknown>): Pr
     status: string;
     method: string | null;
     rows_changed: string | null;
+    duration_ms: number;
   }>(
-    `SELECT view_name, status, method, rows_changed FROM refresh_hierarchy_views(false, NULL, 'manual')`,
+    `SELECT view_name, status, method, rows_changed, duration_ms
+       FROM refresh_hierarchy_views(false, NULL, 'manual')`,
   );
   const ms = roundMs(performance.now() - started);
   return {
     ms,
+    views_ms: roundMs(rows.reduce((sum, r) => sum + r.duration_ms, 0)),
     views: rows.map((r) => ({
       view_name: r.view_name,
       status: r.status,
@@ -82,6 +87,23 @@ async function pickLeaves(client: pg.Client, ids: readonly number[], count: numb
   return rows.map((r) => ({ id: Number(r.id), name: r.name }));
 }
 
+/**
+ * One unmeasured rename of `leaf` (restored at once, without a refresh) and refresh: a
+ * session's first call compiles the functions and plans their statements, which the daemon's
+ * pooled sessions do once, not per refresh.
+ */
+async function warmUp(client: pg.Client, leaf: { id: number; name: string }): Promise<void> {
+  await refreshAfter(client, () =>
+    client.query('UPDATE entities SET name = $2 WHERE id = $1', [
+      leaf.id,
+      `${leaf.name} (bench warm-up)`,
+    ]),
+  );
+  await refreshAfter(client, () =>
+    client.query('UPDATE entities SET name = $2 WHERE id = $1', [leaf.id, leaf.name]),
+  );
+}
+
 /** Refreshes after a one-row edit: repeated leaf renames and leaf inserts. */
 export interface OneRowEditRefreshes {
   leaf_rename: EditRefresh[];
@@ -89,7 +111,7 @@ export interface OneRowEditRefreshes {
 }
 
 /**
- * `repeats` times each: renames an active leaf, refreshes; inserts a new active leaf under the
+ * After one unmeasured warm-up rename, `repeats` times each: renames an active leaf, refreshes; inserts a new active leaf under the
  * parent of another one (the same depth as the seeded leaves), refreshes. Every edit is
  * reverted at the end (names restored, inserted rows deleted), so both strategies are measured
  * on the same data; with `settle` the views are refreshed after that, so the next measure finds
@@ -103,9 +125,11 @@ export async function oneRowEditRefreshes(
   const { repeats } = options;
   const client = await connect(connection);
   try {
-    const leaves = await pickLeaves(client, ids, repeats * 2);
+    const leaves = await pickLeaves(client, ids, repeats * 2 + 1);
     const renamed = leaves.slice(0, repeats);
-    const parents = leaves.slice(repeats);
+    const parents = leaves.slice(repeats, repeats * 2);
+    const warmup = leaves[repeats * 2];
+    if (warmup) await warmUp(client, warmup);
     const result: OneRowEditRefreshes = { leaf_rename: [], leaf_insert: [] };
     for (const [i, leaf] of renamed.entries()) {
       result.leaf_rename.push(
@@ -196,10 +220,13 @@ export interface SubtreeRefreshes {
  */
 export async function subtreeRefreshes(
   connection: ConnectionOptions,
+  ids: readonly number[],
   options: { moveSize: number; renameSize: number },
 ): Promise<SubtreeRefreshes> {
   const client = await connect(connection);
   try {
+    const [leaf] = await pickLeaves(client, ids, 1);
+    if (leaf) await warmUp(client, leaf);
     const moved = await chooseSubtree(client, options.moveSize, false);
     const oldParent = moved.path.split('.').slice(0, -1).join('.');
     const { rows: parents } = await client.query<{ path: string }>(

@@ -38,6 +38,10 @@ describe('npm run bench (smoke, 10k)', () => {
       '1',
       '--daemon-edits',
       '1',
+      '--edit-repeats',
+      '2',
+      '--capture-clients',
+      '4',
     ]);
     expect(result.code, result.stderr).toBe(0);
     const report = JSON.parse(await readFile(out, 'utf8'));
@@ -86,7 +90,58 @@ describe('npm run bench (smoke, 10k)', () => {
     expect(size.edit_to_visible.measured, size.edit_to_visible.reason).toBe(true);
     expect(size.edit_to_visible.samples).toBe(1);
 
-    expect(report.targets.length).toBeGreaterThanOrEqual(6);
+    // The strategies side by side: every refresh after an edit refreshed both views, with the
+    // method of the strategy in force (a materialized view CONCURRENTLY, a table incrementally).
+    const strategies = size.strategies;
+    expect(isDuration(strategies.switch_to_incremental_ms)).toBe(true);
+    // The last (only) size stays incremental: nothing to switch back for.
+    expect(strategies.switch_to_materialized_ms).toBeNull();
+    const methodsOf = (series: { ms: number; views: { method: string; status: string }[] }[]) => {
+      expect(series.every((r) => isDuration(r.ms))).toBe(true);
+      expect(series.every((r) => r.views.length === 2)).toBe(true);
+      expect(series.every((r) => r.views.every((v) => v.status === 'refreshed'))).toBe(true);
+      return [...new Set(series.flatMap((r) => r.views.map((v) => v.method)))];
+    };
+    const edits = strategies.one_row_edit;
+    for (const kind of ['leaf_rename', 'leaf_insert']) {
+      expect(edits.materialized[kind]).toHaveLength(1);
+      expect(methodsOf(edits.materialized[kind])).toEqual(['concurrent']);
+      expect(edits.incremental[kind]).toHaveLength(2);
+      expect(methodsOf(edits.incremental[kind])).toEqual(['incremental']);
+    }
+    expect(edits.ratio_leaf_rename).toBeGreaterThan(0);
+    expect(edits.ratio_leaf_insert).toBeGreaterThan(0);
+    for (const subtree of [strategies.subtree.move, strategies.subtree.rename]) {
+      expect(subtree.descendant_count).toBeGreaterThan(0);
+      expect(subtree.subtree_rows).toBeGreaterThan(subtree.descendant_count);
+      expect(subtree.refreshes).toHaveLength(2);
+      expect(methodsOf(subtree.refreshes)).toEqual(['incremental']);
+    }
+    // The moved subtree really moved: its rows were rewritten in the ancestors table.
+    expect(strategies.subtree.move.refreshes[0].views[0].rows_changed).toBeGreaterThanOrEqual(
+      strategies.subtree.move.descendant_count,
+    );
+    for (const summary of [
+      strategies.lookups.idle,
+      strategies.lookups.during_incremental_refresh,
+    ]) {
+      expect(summary.samples).toBeGreaterThan(0);
+      expect(isDuration(summary.p95_ms)).toBe(true);
+    }
+    expect(strategies.lookups.during_incremental_refresh.refresh_runs).toBeGreaterThanOrEqual(1);
+    expect(strategies.lookups.during_incremental_refresh.methods).toEqual(['incremental']);
+    expect(strategies.edit_to_visible.measured, strategies.edit_to_visible.reason).toBe(true);
+    const capture = strategies.writer_capture;
+    expect(capture).toMatchObject({ clients: 4, synchronous_commit: 'on' });
+    expect(capture.phases).toHaveLength(6);
+    for (const rate of [capture.off_per_s, capture.materialized_per_s, capture.incremental_per_s]) {
+      expect(rate).toBeGreaterThan(0);
+    }
+    expect(capture.ratio_materialized).toBeGreaterThan(0);
+    expect(capture.ratio_incremental).toBeGreaterThan(0);
+    expect(isDuration(capture.reconcile_ms)).toBe(true);
+
+    expect(report.targets.length).toBeGreaterThanOrEqual(19);
     for (const target of report.targets) {
       expect(typeof target.target).toBe('string');
       expect(typeof target.measured).toBe('string');
@@ -95,6 +150,7 @@ describe('npm run bench (smoke, 10k)', () => {
 
     expect(result.stdout).toContain('| measure | 10k |');
     expect(result.stdout).toContain('| target | measured | met |');
+    expect(result.stdout).toContain('materialized / incremental');
     // The scratch database it created is gone.
     const database = /\/(hierarchy_db_bench_[0-9a-f]+)/.exec(result.stderr)?.[1];
     expect(database).toBeDefined();
