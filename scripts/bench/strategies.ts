@@ -353,6 +353,8 @@ export interface WriterCapture {
   synchronous_commit: 'on';
   /** The order the phases ran in. */
   phases: CaptureMode[];
+  /** Updates per second of each phase, in that order. */
+  phase_rates_per_s: number[];
   /** Tracking and capture triggers disabled. */
   off_per_s: number;
   /** Staleness tracking only: what a database with only materialized views runs. */
@@ -399,11 +401,14 @@ export async function writerCapture(
     'off',
   ];
   const rates: Record<CaptureMode, number[]> = { off: [], materialized: [], incremental: [] };
+  const phaseRates: number[] = [];
   let reconcileMs = 0;
   try {
     for (const mode of phases) {
       await setMode(mode);
-      rates[mode].push(await throughput(connection, entities, options));
+      const rate = await throughput(connection, entities, options);
+      rates[mode].push(rate);
+      phaseRates.push(Math.round(rate));
     }
   } finally {
     await setMode('incremental');
@@ -422,6 +427,7 @@ export async function writerCapture(
     seconds_per_phase: options.seconds,
     synchronous_commit: 'on',
     phases,
+    phase_rates_per_s: phaseRates,
     off_per_s: Math.round(off),
     materialized_per_s: Math.round(materialized),
     incremental_per_s: Math.round(incremental),
