@@ -1,11 +1,14 @@
 // `npm run bench` (docs/benchmark.md): this project's views and refresh path against the origin
-// formulation (scripts/bench/origin-views.ts), on the same data, at several sizes. Writes a JSON result file and prints
+// formulation (scripts/bench/origin-views.ts), on the same data, at several sizes, then the
+// materialized and incremental view strategies side by side (scripts/bench/strategies.ts).
+// Writes a JSON result file and prints
 // a markdown table. Runs on a throwaway embedded PostgreSQL unless --database-url names a server,
 // on which it creates (and drops) a scratch database of its own.
 //
 //   npm run bench -- [--sizes 10k,100k,1M] [--database-url URL] [--out .bench/results.json]
 //                    [--lookup-samples 10000] [--writer-seconds 10] [--writer-clients 4]
-//                    [--daemon-edits 5] [--random-seed 42]
+//                    [--daemon-edits 5] [--edit-repeats 5] [--capture-clients 16]
+//                    [--random-seed 42]
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -35,10 +38,18 @@ import {
   type BenchReport,
   checkTargets,
   formatSize,
+  meanRefreshMs,
   parseSize,
   renderMarkdown,
   type SizeResult,
 } from './bench/report.ts';
+import {
+  lookupsDuringIncrementalRefresh,
+  oneRowEditRefreshes,
+  setViewStrategy,
+  subtreeRefreshes,
+  writerCapture,
+} from './bench/strategies.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -49,6 +60,8 @@ const { values: flags } = parseArgs({
     'writer-seconds': { type: 'string', default: '10' },
     'writer-clients': { type: 'string', default: '4' },
     'daemon-edits': { type: 'string', default: '5' },
+    'edit-repeats': { type: 'string', default: '5' },
+    'capture-clients': { type: 'string', default: '16' },
     'random-seed': { type: 'string', default: '42' },
   },
   strict: true,
@@ -62,6 +75,8 @@ const lookupSamples = positive(flags['lookup-samples'], 'lookup-samples');
 const writerSeconds = positive(flags['writer-seconds'], 'writer-seconds');
 const writerClients = positive(flags['writer-clients'], 'writer-clients');
 const daemonEdits = positive(flags['daemon-edits'], 'daemon-edits');
+const editRepeats = positive(flags['edit-repeats'], 'edit-repeats');
+const captureClients = positive(flags['capture-clients'], 'capture-clients');
 const randomSeed = positive(flags['random-seed'], 'random-seed');
 
 function positive(text: string, flag: string): number {
@@ -187,6 +202,52 @@ try {
       timeoutMs: 600_000,
     });
 
+    // Materialized first (the views are materialized after migrating and after each size), then
+    // the same edits and more on incremental tables.
+    log(`${label}: materialized refresh after a one-row edit`);
+    const materializedEdits = await oneRowEditRefreshes(connection, ids, {
+      repeats: 1,
+      settle: false,
+    });
+    log(`${label}: switching to the incremental strategy`);
+    const toIncrementalMs = await setViewStrategy(connection, 'incremental');
+    log(`${label}: incremental refresh after one-row edits`);
+    const incrementalEdits = await oneRowEditRefreshes(connection, ids, {
+      repeats: editRepeats,
+      settle: true,
+    });
+    log(`${label}: incremental refresh after a subtree move and a large rename`);
+    const subtree = await subtreeRefreshes(connection, ids, {
+      moveSize: 1_000,
+      renameSize: 10_000,
+    });
+    log(`${label}: lookups on incremental tables, idle and during incremental refreshes`);
+    const incrementalIdle = await idleLookups(connection, ids, lookupSamples);
+    const duringIncremental = await lookupsDuringIncrementalRefresh(connection, ids, subtree.move, {
+      samples: lookupSamples,
+      minRuns: 1,
+      maxMs: 60_000,
+    });
+    log(`${label}: edit-to-visible with the daemon --on-change on incremental views`);
+    const incrementalVisible = await editToVisible(connection, databaseUrl, ids, {
+      edits: daemonEdits,
+      debounce: '100ms',
+      maxWait: '5s',
+      timeoutMs: 600_000,
+    });
+    log(`${label}: writer throughput by change capture (${captureClients} clients)`);
+    const capture = await writerCapture(connection, entities, {
+      clients: captureClients,
+      seconds: writerSeconds,
+    });
+    let toMaterializedMs: number | null = null;
+    if (entities !== sizes[sizes.length - 1]) {
+      log(`${label}: back to the materialized strategy for the next size`);
+      toMaterializedMs = await setViewStrategy(connection, 'materialized');
+    }
+    const editRatio = (kind: 'leaf_rename' | 'leaf_insert') =>
+      Math.round(meanRefreshMs(materializedEdits[kind]) / meanRefreshMs(incrementalEdits[kind]));
+
     results.push({
       entities,
       active_entities: entities - seed.inactive,
@@ -208,6 +269,20 @@ try {
       clean_skip_call: cleanSkip,
       writer,
       edit_to_visible: visible,
+      strategies: {
+        switch_to_incremental_ms: toIncrementalMs,
+        one_row_edit: {
+          materialized: materializedEdits,
+          incremental: incrementalEdits,
+          ratio_leaf_rename: editRatio('leaf_rename'),
+          ratio_leaf_insert: editRatio('leaf_insert'),
+        },
+        subtree,
+        lookups: { idle: incrementalIdle, during_incremental_refresh: duringIncremental },
+        edit_to_visible: incrementalVisible,
+        writer_capture: capture,
+        switch_to_materialized_ms: toMaterializedMs,
+      },
       cpu_pressure_some_avg60_pct: { before: pressureBefore, after: cpuPressure() },
     });
     log(`${label}: done`);
@@ -248,6 +323,8 @@ async function writeReport(
       writer_seconds: writerSeconds,
       writer_clients: writerClients,
       daemon_edits: daemonEdits,
+      edit_repeats: editRepeats,
+      capture_clients: captureClients,
       random_seed: randomSeed,
     },
     results,

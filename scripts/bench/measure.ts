@@ -285,7 +285,13 @@ export async function writerOverhead(
 
 /** Edit-to-visible latency with the daemon, or why it was not measured. */
 export type EditToVisible =
-  | (LatencySummary & { measured: true; debounce: string; max_wait: string })
+  | (LatencySummary & {
+      measured: true;
+      debounce: string;
+      max_wait: string;
+      /** `--poll-interval` given to the daemon, or null for its default (250 ms). */
+      poll_interval: string | null;
+    })
   | { measured: false; reason: string };
 
 const CLI_PATH = fileURLToPath(new URL('../../bin/hierarchy-db.js', import.meta.url));
@@ -300,12 +306,20 @@ export async function editToVisible(
   connection: ConnectionOptions,
   databaseUrl: string,
   ids: readonly number[],
-  options: { edits: number; debounce: string; maxWait: string; timeoutMs: number },
+  options: {
+    edits: number;
+    debounce: string;
+    maxWait: string;
+    timeoutMs: number;
+    /** `--poll-interval`; the daemon's default when absent. */
+    pollInterval?: string;
+  },
 ): Promise<EditToVisible> {
   const { existsSync } = await import('node:fs');
   if (!existsSync(DAEMON_COMMAND)) {
     return { measured: false, reason: 'not measured: the daemon command does not exist yet' };
   }
+  // The CLI entry run by node itself (never through npx or npm): SIGTERM reaches the daemon.
   const daemon = spawn(
     process.execPath,
     [
@@ -320,12 +334,14 @@ export async function editToVisible(
       options.maxWait,
       '--http-port',
       '0',
+      ...(options.pollInterval === undefined ? [] : ['--poll-interval', options.pollInterval]),
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const client = await connect(connection);
   try {
-    await waitForLog(daemon, '"listen.started"', options.timeoutMs);
+    // The daemon logs daemon.started once its change poller runs (src/daemon/daemon.ts).
+    await waitForLog(daemon, '"daemon.started"', options.timeoutMs);
     const latencies: number[] = [];
     for (let i = 0; i < options.edits; i++) {
       await waitUntilReflected(client, options.timeoutMs);
@@ -352,6 +368,7 @@ export async function editToVisible(
       measured: true,
       debounce: options.debounce,
       max_wait: options.maxWait,
+      poll_interval: options.pollInterval ?? null,
     };
   } catch (error) {
     return {

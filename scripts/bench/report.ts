@@ -1,6 +1,36 @@
 // The benchmark's result document and its markdown rendering.
 import type { LatencySummary } from '../../src/slo/latency.ts';
 import type { EditToVisible, RefreshTimings, WriterOverhead } from './measure.ts';
+import type {
+  EditRefresh,
+  OneRowEditRefreshes,
+  SubtreeRefreshes,
+  WriterCapture,
+} from './strategies.ts';
+
+/** The two strategies side by side on the same data (scripts/bench/strategies.ts). */
+export interface StrategyResults {
+  /** `CALL hierarchy_set_view_strategy('incremental')`: both views rebuilt as tables. */
+  switch_to_incremental_ms: number;
+  one_row_edit: {
+    materialized: OneRowEditRefreshes;
+    incremental: OneRowEditRefreshes;
+    /** Materialized mean / incremental mean, per kind of edit. */
+    ratio_leaf_rename: number;
+    ratio_leaf_insert: number;
+  };
+  /** Incremental only: a materialized refresh after any edit is one full refresh. */
+  subtree: SubtreeRefreshes;
+  lookups: {
+    idle: LatencySummary;
+    during_incremental_refresh: LatencySummary & { refresh_runs: number; methods: string[] };
+  };
+  /** Daemon `--on-change` on incremental views. */
+  edit_to_visible: EditToVisible;
+  writer_capture: WriterCapture;
+  /** Back to materialized before the next size's seed; null after the last size. */
+  switch_to_materialized_ms: number | null;
+}
 
 /** Everything measured at one size. */
 export interface SizeResult {
@@ -27,6 +57,7 @@ export interface SizeResult {
   clean_skip_call: LatencySummary & { statuses: string[] };
   writer: WriterOverhead;
   edit_to_visible: EditToVisible;
+  strategies: StrategyResults;
   /** Share of time some task waited for a CPU over the last minute (/proc/pressure/cpu), if known. */
   cpu_pressure_some_avg60_pct: { before: number | null; after: number | null };
 }
@@ -90,6 +121,28 @@ function latency(s: LatencySummary, fields: (keyof LatencySummary)[]): string {
   return fields.map((f) => `${f.replace('_ms', '')} ${ms(s[f])}`).join(' / ');
 }
 
+/** Mean of the client-timed refresh calls. */
+export function meanRefreshMs(refreshes: readonly EditRefresh[]): number {
+  if (refreshes.length === 0) return Number.NaN;
+  return refreshes.reduce((sum, r) => sum + r.ms, 0) / refreshes.length;
+}
+
+function maxRefreshMs(refreshes: readonly EditRefresh[]): number {
+  return Math.max(...refreshes.map((r) => r.ms));
+}
+
+/** The methods the views were refreshed with, e.g. `incremental` or `concurrent`. */
+function methods(refreshes: readonly EditRefresh[]): string {
+  const all = new Set(refreshes.flatMap((r) => r.views.map((v) => v.method ?? v.status)));
+  return [...all].join(', ');
+}
+
+/** `mean X / max Y (in the views V; n = N, method M)` of a series of refresh calls. */
+function refreshes(series: readonly EditRefresh[]): string {
+  const views = series.reduce((sum, r) => sum + r.views_ms, 0) / series.length;
+  return `mean ${ms(meanRefreshMs(series))} / max ${ms(maxRefreshMs(series))} (in the views ${ms(views)}; n = ${series.length}, ${methods(series)})`;
+}
+
 /**
  * The evaluation of the benchmark's targets (docs/benchmark.md) and of the SLO floors that
  * `hierarchy-db slo` checks, at the largest size.
@@ -143,8 +196,83 @@ export function checkTargets(results: SizeResult[]): TargetCheck[] {
       measured: ms(largest.refresh_function_forced_ms),
       met: largest.refresh_function_forced_ms < 1000,
     },
+    ...strategyTargets(largest, at),
   ];
   return checks;
+}
+
+function strategyTargets(largest: SizeResult, at: string): TargetCheck[] {
+  const s = largest.strategies;
+  const edit = s.one_row_edit;
+  const oneRow = (kind: 'leaf_rename' | 'leaf_insert', label: string): TargetCheck[] => {
+    const incremental = meanRefreshMs(edit.incremental[kind]);
+    const materialized = meanRefreshMs(edit.materialized[kind]);
+    const ratio = kind === 'leaf_rename' ? edit.ratio_leaf_rename : edit.ratio_leaf_insert;
+    return [
+      {
+        target: `refresh after a ${label}, incremental <= 50 ms ${at} (mean)`,
+        measured: `mean ${ms(incremental)}, max ${ms(maxRefreshMs(edit.incremental[kind]))}`,
+        met: incremental <= 50,
+      },
+      {
+        target: `refresh after a ${label}, materialized / incremental >= 400x ${at} (expected)`,
+        measured: `${ratio}x (${ms(materialized)} vs ${ms(incremental)})`,
+        met: ratio >= 400,
+      },
+    ];
+  };
+  const move = s.subtree.move;
+  const rename = s.subtree.rename;
+  const visible = s.edit_to_visible;
+  const writer = s.writer_capture;
+  const idle = s.lookups.idle;
+  const during = s.lookups.during_incremental_refresh;
+  return [
+    ...oneRow('leaf_rename', 'leaf rename'),
+    ...oneRow('leaf_insert', 'leaf insert'),
+    {
+      target: `refresh after moving a 1,000-node subtree, incremental <= 300 ms ${at} (max of there and back)`,
+      measured: `${ms(maxRefreshMs(move.refreshes))} (${move.descendant_count} active descendants, ${move.subtree_rows} rows moved)`,
+      met: maxRefreshMs(move.refreshes) <= 300,
+    },
+    {
+      target: `refresh after renaming a node with 10,000 descendants, incremental <= 1.5 s ${at} (max of 2)`,
+      measured: `${ms(maxRefreshMs(rename.refreshes))} (${rename.descendant_count} active descendants)`,
+      met: maxRefreshMs(rename.refreshes) <= 1500,
+    },
+    {
+      target: `edit-to-visible, daemon --on-change on incremental views, mean <= 300 ms and max <= 1 s ${at}`,
+      measured: visible.measured
+        ? `mean ${ms(visible.mean_ms)}, max ${ms(visible.max_ms)}`
+        : visible.reason,
+      met: visible.measured ? visible.mean_ms <= 300 && visible.max_ms <= 1000 : null,
+    },
+    {
+      target: `writer throughput, materialized-only capture / tracking off >= 0.90 (${writer.clients} clients, synchronous_commit on) ${at}`,
+      measured: `${writer.ratio_materialized} (${writer.materialized_per_s} vs ${writer.off_per_s}/s)`,
+      met: writer.ratio_materialized >= 0.9,
+    },
+    {
+      target: `writer throughput, incremental capture / tracking off >= 0.85 (${writer.clients} clients, synchronous_commit on) ${at}`,
+      measured: `${writer.ratio_incremental} (${writer.incremental_per_s} vs ${writer.off_per_s}/s)`,
+      met: writer.ratio_incremental >= 0.85,
+    },
+    {
+      target: `lookup p95 <= 0.3 ms on incremental tables, idle ${at}`,
+      measured: ms(idle.p95_ms),
+      met: idle.p95_ms <= 0.3,
+    },
+    {
+      target: `lookup p95 <= 0.3 ms on incremental tables, during an incremental refresh ${at}`,
+      measured: `${ms(during.p95_ms)} (${during.samples} samples over ${during.refresh_runs} refreshes)`,
+      met: during.samples > 0 ? during.p95_ms <= 0.3 : null,
+    },
+    {
+      target: `the materialized path keeps its figures ${at} (against the previous run in docs/benchmark.md)`,
+      measured: `forced refresh ${ms(largest.refresh_function_forced_ms)}, CONCURRENTLY ratio ${largest.refresh.ratio_concurrently}x, lookup p95 ${ms(largest.lookups.idle.p95_ms)}`,
+      met: null,
+    },
+  ];
 }
 
 /** The markdown tables: one column per size, then the targets. */
@@ -199,6 +327,61 @@ export function renderMarkdown(report: BenchReport): string {
         ? `${latency(r.edit_to_visible, ['mean_ms', 'max_ms'])} (debounce ${r.edit_to_visible.debounce})`
         : r.edit_to_visible.reason,
     ),
+    row('**strategies side by side** (same data, same run)', () => ''),
+    row('switch to incremental (`hierarchy_set_view_strategy`)', (r) =>
+      ms(r.strategies.switch_to_incremental_ms),
+    ),
+    row(
+      'refresh after a leaf rename: materialized / incremental (ratio)',
+      (r) =>
+        `${ms(meanRefreshMs(r.strategies.one_row_edit.materialized.leaf_rename))} / ${ms(meanRefreshMs(r.strategies.one_row_edit.incremental.leaf_rename))} (**${r.strategies.one_row_edit.ratio_leaf_rename}x**)`,
+    ),
+    row(
+      'refresh after a leaf insert: materialized / incremental (ratio)',
+      (r) =>
+        `${ms(meanRefreshMs(r.strategies.one_row_edit.materialized.leaf_insert))} / ${ms(meanRefreshMs(r.strategies.one_row_edit.incremental.leaf_insert))} (**${r.strategies.one_row_edit.ratio_leaf_insert}x**)`,
+    ),
+    row('incremental refresh after a leaf rename', (r) =>
+      refreshes(r.strategies.one_row_edit.incremental.leaf_rename),
+    ),
+    row('incremental refresh after a leaf insert', (r) =>
+      refreshes(r.strategies.one_row_edit.incremental.leaf_insert),
+    ),
+    row(
+      'incremental refresh after a subtree move, there / back (active descendants, rows moved)',
+      (r) =>
+        `${r.strategies.subtree.move.refreshes.map((x) => ms(x.ms)).join(' / ')} (${r.strategies.subtree.move.descendant_count}, ${r.strategies.subtree.move.subtree_rows})`,
+    ),
+    row(
+      'incremental refresh after renaming a subtree root, renamed / restored (active descendants)',
+      (r) =>
+        `${r.strategies.subtree.rename.refreshes.map((x) => ms(x.ms)).join(' / ')} (${r.strategies.subtree.rename.descendant_count})`,
+    ),
+    row(
+      'lookup p95 idle: materialized / incremental',
+      (r) => `${ms(r.lookups.idle.p95_ms)} / ${ms(r.strategies.lookups.idle.p95_ms)}`,
+    ),
+    row(
+      'lookup p95 during a refresh: materialized (concurrent) / incremental',
+      (r) =>
+        `${ms(r.lookups.during_concurrent_refresh.p95_ms)} / ${ms(r.strategies.lookups.during_incremental_refresh.p95_ms)} (${r.strategies.lookups.during_incremental_refresh.samples} samples)`,
+    ),
+    row('edit-to-visible, daemon `--on-change`: materialized / incremental (mean / max)', (r) => {
+      const cell = (v: EditToVisible) =>
+        v.measured ? `${ms(v.mean_ms)} / ${ms(v.max_ms)}` : v.reason;
+      return `${cell(r.edit_to_visible)} vs ${cell(r.strategies.edit_to_visible)}`;
+    }),
+    row(
+      `writers/s, ${sizes[0]?.strategies.writer_capture.clients ?? 16} clients, synchronous_commit on: off / materialized / incremental capture`,
+      (r) => {
+        const w = r.strategies.writer_capture;
+        return `${w.off_per_s} / ${w.materialized_per_s} / ${w.incremental_per_s}`;
+      },
+    ),
+    row('**writer ratio to tracking off: materialized / incremental capture**', (r) => {
+      const w = r.strategies.writer_capture;
+      return `**${w.ratio_materialized} / ${w.ratio_incremental}**`;
+    }),
     row(
       'CPU pressure avg60 before / after',
       (r) =>
