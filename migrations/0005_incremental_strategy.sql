@@ -384,12 +384,10 @@ $fn$;
 -- (active then) strictly below P; entities outside C contribute the same to both.
 --   - an entity outside C keeps its path: its new count is its stored count + delta(its path);
 --   - an entity of C active now at path P: count_then(P) is its stored count when its path did
---     not change; 0 when no entity held P at p_since (nothing can be below a path nobody held:
---     the parent foreign key), which is so when P is no old path in the batch — an entity outside
---     C keeps its path, so only entities of C can have left P — and no captured change committed
---     since the batch was fixed (in READ COMMITTED such a change may have moved an entity outside
---     C away from P, and the rows below P are then still in the table); else the number of table
---     rows strictly below P (an index scan of what was there, e.g. the subtree of a reactivation);
+--     not change, else the number of table rows strictly below P (an index scan of what was
+--     there: nothing, for a subtree moved to a new place; the old subtree, for a reactivation).
+--     Counting what the table holds keeps every row equal to the rows below it whichever
+--     snapshot each statement read (READ COMMITTED), so later refreshes converge exactly;
 --   - an entity of C not active now loses its row.
 -- A moved subtree's inner counts come out unchanged on their own. The delta is computed from the
 -- table and entities in one statement, before the table changes. A TRUNCATE in the batch returns
@@ -405,13 +403,11 @@ CREATE OR REPLACE FUNCTION hierarchy_apply_descendant_counts(
   SET jit = off
 AS $fn$
 DECLARE
-  v_changed   bigint[];
-  v_old_paths text[];
+  v_changed bigint[];
 BEGIN
   SELECT pg_current_snapshot(), COALESCE(bool_or(r.entity_id IS NULL), false),
-         COALESCE(array_agg(DISTINCT r.entity_id) FILTER (WHERE r.entity_id IS NOT NULL), '{}'),
-         COALESCE(array_agg(DISTINCT ltree2text(r.old_path)) FILTER (WHERE r.old_path IS NOT NULL), '{}')
-    INTO applied_snapshot, needs_full, v_changed, v_old_paths
+         COALESCE(array_agg(DISTINCT r.entity_id) FILTER (WHERE r.entity_id IS NOT NULL), '{}')
+    INTO applied_snapshot, needs_full, v_changed
     FROM hierarchy_change_rows r
    WHERE pg_visible_in_snapshot(r.xid, pg_current_snapshot())
      AND NOT pg_visible_in_snapshot(r.xid, p_since);
@@ -421,19 +417,12 @@ BEGIN
   END IF;
 
   EXECUTE $q$
-    WITH quiet AS MATERIALIZED (
-      SELECT NOT EXISTS (SELECT 1 FROM hierarchy_change_rows r
-                          WHERE pg_visible_in_snapshot(r.xid, pg_current_snapshot())
-                            AND NOT pg_visible_in_snapshot(r.xid, $3)) AS since_batch
-    ),
-    state AS MATERIALIZED (
+    WITH state AS MATERIALIZED (
       SELECT c.id, o.path AS old_path, o.path_depth AS old_depth, o.descendant_count AS old_count,
-             n.id IS NOT NULL AS active_now, n.name, n.path, n.path_depth, n.confidence_score,
-             h.path IS NOT NULL AS path_was_held
+             n.id IS NOT NULL AS active_now, n.name, n.path, n.path_depth, n.confidence_score
         FROM unnest($1) AS c(id)
         LEFT JOIN mv_descendant_counts o ON o.entity_id = c.id
         LEFT JOIN entities n ON n.id = c.id AND n.is_active
-        LEFT JOIN (SELECT DISTINCT unnest($2) AS path) h ON h.path = ltree2text(n.path)
     ),
     delta AS MATERIALIZED (
       SELECT x.key, sum(x.d)::bigint AS d
@@ -465,7 +454,6 @@ BEGIN
              (entity_id, name, path, path_depth, confidence_score, descendant_count)
       SELECT s.id, s.name, s.path, s.path_depth, s.confidence_score,
              CASE WHEN s.old_path = s.path THEN s.old_count
-                  WHEN NOT s.path_was_held AND (SELECT q.since_batch FROM quiet q) THEN 0
                   ELSE (SELECT count(*) FROM mv_descendant_counts b
                          WHERE b.path <@ s.path AND b.path <> s.path)
              END + COALESCE(dl.d, 0)
@@ -492,8 +480,7 @@ BEGIN
            (SELECT count(*) FROM changed WHERE inserted),
            (SELECT count(*) FROM changed WHERE deleted),
            (SELECT COALESCE(array_agg(c.entity_id), '{}') FROM (SELECT entity_id FROM changed LIMIT 1001) c)$q$
-    INTO rows_changed, rows_inserted, rows_deleted, changed_ids
-    USING v_changed, v_old_paths, applied_snapshot;
+    INTO rows_changed, rows_inserted, rows_deleted, changed_ids USING v_changed;
 END
 $fn$;
 
