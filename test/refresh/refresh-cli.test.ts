@@ -148,8 +148,29 @@ describe('refresh, status and history (CLI)', () => {
 
   it('exits 1 on a statement timeout, with failed rows carrying 57014', async () => {
     const before = (await auditRows(db.client)).length;
-    const result = await cli('refresh', '--force', '--statement-timeout', '1ms', '--json');
-    expect(result.code).toBe(1);
+    // A refresh that waits on a lock for longer than its statement timeout (but within its lock
+    // timeout) is stopped by the statement timeout inside the function; a bare 1 ms timeout
+    // could instead expire on a loaded machine before the function starts.
+    const blocker = new pg.Client({ connectionString: db.url });
+    await blocker.connect();
+    let result: Awaited<ReturnType<typeof cli>>;
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('REFRESH MATERIALIZED VIEW CONCURRENTLY mv_entity_ancestors'); // holds its lock until COMMIT
+      result = await cli(
+        'refresh',
+        '--force',
+        '--statement-timeout',
+        '500ms',
+        '--lock-timeout',
+        '60s',
+        '--json',
+      );
+    } finally {
+      await blocker.query('COMMIT').catch(() => {});
+      await blocker.end();
+    }
+    expect(result.code, result.stderr).toBe(1);
     const results = JSON.parse(result.stdout).results;
     expect(results[0]).toMatchObject({
       view: 'mv_entity_ancestors',

@@ -13,6 +13,8 @@ describe('roles and the SECURITY DEFINER refresh', () => {
   const writer = `hdbt_writer_${suffix}`;
   const nobody = `hdbt_nobody_${suffix}`;
   const daemonLogin = `hdbt_daemon_${suffix}`;
+  // The embedded server asks for a password (md5/scram), the machine's may trust: give one.
+  const daemonPassword = randomBytes(12).toString('hex');
   const asRole = async (role: string, statement: string) => {
     await db.client.query(`SET ROLE ${role}`);
     try {
@@ -32,7 +34,7 @@ describe('roles and the SECURITY DEFINER refresh', () => {
     await db.client.query(`GRANT SELECT, INSERT, UPDATE ON entities TO ${writer}`);
     // What the README gives the daemon: a login role holding both roles.
     await db.client.query(
-      `CREATE ROLE ${daemonLogin} LOGIN IN ROLE hierarchy_reader, hierarchy_refresher`,
+      `CREATE ROLE ${daemonLogin} LOGIN PASSWORD '${daemonPassword}' IN ROLE hierarchy_reader, hierarchy_refresher`,
     );
   });
   afterAll(async () => {
@@ -85,7 +87,7 @@ describe('roles and the SECURITY DEFINER refresh', () => {
     expect(probe.rows[0].pending).toBe(false);
     const url = new URL(db.url);
     url.username = daemonLogin;
-    url.password = '';
+    url.password = daemonPassword;
     for (const args of [
       ['status', '--json'],
       ['history', '--json'],
