@@ -7,6 +7,7 @@ import { defineConfig } from 'vitest/config';
  */
 const UNIT_TESTS = [
   'test/cli/errors.test.ts',
+  'test/cli/lazy-commands.test.ts',
   'test/cli/readme.test.ts',
   'test/config/config.test.ts',
   'test/daemon/backoff.test.ts',
@@ -24,15 +25,20 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     projects: [
-      { extends: true, test: { name: 'unit', include: UNIT_TESTS } },
+      {
+        extends: true,
+        // The CLI tests run dist/: it is rebuilt first when a source changed.
+        test: { name: 'unit', include: UNIT_TESTS, globalSetup: ['test/build-setup.ts'] },
+      },
       {
         extends: true,
         test: {
           name: 'database',
           include: ['test/**/*.test.ts'],
           exclude: UNIT_TESTS,
-          // Starts the test server and migrates the template database (only for this project).
-          globalSetup: ['test/global-setup.ts'],
+          // Rebuilds dist/ when stale; starts the test server and migrates the template
+          // database (only for this project).
+          globalSetup: ['test/build-setup.ts', 'test/global-setup.ts'],
         },
       },
     ],

@@ -1,11 +1,22 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { commands } from './commands/index.ts';
+import { PACKAGE_ROOT } from '../package-paths.ts';
+import { COMMANDS, invokedCommand } from './commands/index.ts';
 import { EXIT } from './exit-codes.ts';
 
 // The CLI entry: global flags, one file per command, and the exit codes of src/cli/exit-codes.ts.
 // Every flag also reads HIERARCHY_DB_<FLAG> from the environment (yargs .env()).
-const cli = yargs(hideBin(process.argv))
+// Only the command being run is imported (src/cli/commands/index.ts); the others are listed
+// for --help by name and description.
+const argv = hideBin(process.argv);
+const { version } = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as {
+  version: string;
+};
+
+const cli = yargs(argv)
   .scriptName('hierarchy-db')
   .usage('$0 [--database-url URL] [--log-level LEVEL] <command>')
   .env('HIERARCHY_DB')
@@ -23,7 +34,7 @@ const cli = yargs(hideBin(process.argv))
   .recommendCommands()
   .help()
   .alias('help', 'h')
-  .version()
+  .version(version)
   .wrap(Math.min(110, process.stdout.columns || 100))
   .epilog(
     'Exit codes: 0 success, 1 operation or check failed, 2 bad usage or configuration, 3 database unreachable.',
@@ -36,6 +47,24 @@ const cli = yargs(hideBin(process.argv))
     process.exit(EXIT.USAGE);
   });
 
-for (const command of commands) cli.command(command);
+const invoked = invokedCommand(argv);
+for (const entry of COMMANDS) {
+  if (entry.name === invoked) {
+    cli.command(await entry.load());
+    continue;
+  }
+  cli.command({
+    command: entry.name,
+    describe: entry.describe,
+    // Reached only when the command was not found where invokedCommand looks (after an
+    // unknown flag, say): its module was not loaded, so nothing can run.
+    handler: () => {
+      process.stderr.write(
+        `hierarchy-db: could not tell which command to run; name it before its flags (hierarchy-db ${entry.name} ...)\n`,
+      );
+      process.exitCode = EXIT.USAGE;
+    },
+  });
+}
 
 await cli.parseAsync();

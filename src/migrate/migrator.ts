@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { pathToFileURL } from 'node:url';
-import { MigrationBuilder, runner } from 'node-pg-migrate';
+import { jiti, MigrationBuilder, runner } from 'node-pg-migrate';
 import type pg from 'pg';
 import { connectOrThrow } from '../db/connect.ts';
 import { type ConnectionOptions, clientConfig, createClient } from '../db/pool.ts';
@@ -174,7 +173,8 @@ export class Migrator {
         plan.push({ name, sql: (down >= 0 ? text.slice(0, down) : text).trim() });
         continue;
       }
-      const module = (await import(pathToFileURL(file.path).href)) as {
+      // Loaded as node-pg-migrate's runner loads it (jiti compiles .ts migrations in memory).
+      const module = (await jiti.import(file.path)) as {
         up?: (pgm: MigrationBuilder) => unknown;
       };
       // A builder whose database is never queried: our migrations only emit SQL.

@@ -25,7 +25,7 @@ describe('CLI errors', () => {
       { timeoutMs: 40_000 },
     );
     expect(result.code).toBe(3);
-    // The refusal is immediate; the bound allows for starting the CLI through tsx on two cores
+    // The refusal is immediate; the bound allows for starting the CLI on two cores
     // busy with the database tests that run beside the unit project.
     expect(result.durationMs).toBeLessThan(30_000);
   });

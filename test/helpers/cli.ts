@@ -1,8 +1,21 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-/** The CLI entry, run as a subprocess exactly as `npx hierarchy-db` runs it. */
-export const CLI_PATH = fileURLToPath(new URL('../../bin/hierarchy-db.js', import.meta.url));
+const PACKAGE_JSON = new URL('../../package.json', import.meta.url);
+
+/**
+ * The CLI entry that package.json's `bin` names (compiled, in dist/; test/build-setup.ts rebuilds
+ * it when stale), run as a subprocess exactly as `npx hierarchy-db` runs it.
+ */
+export const CLI_PATH = fileURLToPath(
+  new URL(
+    (JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { bin: Record<string, string> }).bin[
+      'hierarchy-db'
+    ]!,
+    PACKAGE_JSON,
+  ),
+);
 
 /** The outcome of one CLI run. */
 export interface CliResult {
