@@ -1,4 +1,6 @@
-// The public library API: re-exports only. The CLI (src/cli) is built on exactly these.
+// The public library API (`hierarchy-db`): re-exports only, and importing it has no side effects.
+// The CLI (src/cli) is built on exactly these. The embedded test server is `hierarchy-db/testing`
+// (src/testing.ts).
 
 export { type HistoryOptions, type HistoryRow, readHistory } from './audit/refresh-history.ts';
 export { type LastRefresh, readViewStatus, type ViewStatus } from './audit/view-status.ts';
@@ -9,11 +11,6 @@ export { Daemon } from './daemon/daemon.ts';
 export { type DaemonOptions, resolveDaemonOptions } from './daemon/daemon-options.ts';
 export { ConnectionError } from './db/connection-error.ts';
 export { type DatabaseHandle, openDatabase } from './db/database.ts';
-export {
-  type EmbeddedServer,
-  type EmbeddedServerOptions,
-  startEmbeddedServer,
-} from './db/embedded-server.ts';
 export { type ConnectionOptions, createClient, createPool } from './db/pool.ts';
 export type { Database } from './db/schema.ts';
 export { SQLSTATE } from './db/sqlstate.ts';

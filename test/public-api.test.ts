@@ -1,8 +1,34 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runNode } from './helpers/cli.ts';
 
-describe('public library API (src/index.ts)', () => {
-  it('exports the building blocks the CLI uses', async () => {
-    const api = await import('../src/index.ts');
+// The package's entry points, as a consumer imports them: `hierarchy-db` and
+// `hierarchy-db/testing`, resolved through package.json `exports` to the compiled dist/ (built by
+// test/build-setup.ts). Each import runs in a fresh node process, so nothing else has loaded pg.
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const PACKAGE = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  name: string;
+  exports: Record<string, string | { types: string; default: string }>;
+};
+
+/** Runs an ES module in the repository root, where `hierarchy-db` resolves to this package. */
+async function runModule(source: string): Promise<unknown> {
+  const result = await runNode(['--input-type=module', '--eval', source], { cwd: ROOT });
+  expect(result.code, result.stderr).toBe(0);
+  return JSON.parse(result.stdout);
+}
+
+describe('public library API', () => {
+  it('exports the building blocks the CLI uses from hierarchy-db', async () => {
+    const api = (await runModule(`
+      const api = await import('hierarchy-db');
+      console.log(JSON.stringify({
+        types: Object.fromEntries(Object.entries(api).map(([k, v]) => [k, typeof v])),
+        views: api.HIERARCHY_VIEWS,
+      }));
+    `)) as { types: Record<string, string>; views: string[] };
     for (const name of [
       'Migrator',
       'RefreshEngine',
@@ -13,11 +39,58 @@ describe('public library API (src/index.ts)', () => {
       'repairSchema',
       'seedHierarchy',
       'openDatabase',
-      'startEmbeddedServer',
+      'createPool',
+      'resolveDatabaseTarget',
+      'createLogger',
       'parseDuration',
     ]) {
-      expect(typeof (api as Record<string, unknown>)[name], name).toBe('function');
+      expect(api.types[name], name).toBe('function');
     }
-    expect(api.HIERARCHY_VIEWS).toEqual(['mv_entity_ancestors', 'mv_descendant_counts']);
+    expect(api.views).toEqual(['mv_entity_ancestors', 'mv_descendant_counts']);
+    // The embedded server is not part of the main entry point.
+    expect(api.types['startEmbeddedServer']).toBeUndefined();
+  });
+
+  it('exports the embedded test server from hierarchy-db/testing', async () => {
+    const names = await runModule(`
+      const testing = await import('hierarchy-db/testing');
+      console.log(JSON.stringify(Object.keys(testing).sort()));
+    `);
+    expect(names).toEqual(['startEmbeddedServer']);
+  });
+
+  it('changes nothing on import: pg type parsers, process listeners, output', async () => {
+    const outcome = (await runModule(`
+      import pg from 'pg';
+      const parsers = () => [20, 1700, 1114].map((oid) => pg.types.getTypeParser(oid, 'text'));
+      const events = ['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'uncaughtException'];
+      const listeners = () => events.map((e) => process.listenerCount(e));
+      const before = { parsers: parsers(), listeners: listeners() };
+      await import('hierarchy-db');
+      await import('hierarchy-db/testing');
+      console.log(JSON.stringify({
+        sameParsers: parsers().every((p, i) => p === before.parsers[i]),
+        int8: pg.types.getTypeParser(20, 'text')('9007199254740993'),
+        listeners: [before.listeners, listeners()],
+      }));
+    `)) as { sameParsers: boolean; int8: unknown; listeners: number[][] };
+    expect(outcome.sameParsers).toBe(true);
+    expect(outcome.int8).toBe('9007199254740993');
+    expect(outcome.listeners[1]).toEqual(outcome.listeners[0]);
+  });
+
+  it('declares types for every entry point, and every file it names exists', () => {
+    expect(PACKAGE.name).toBe('hierarchy-db');
+    for (const [entry, target] of Object.entries(PACKAGE.exports)) {
+      if (entry === './package.json') continue;
+      expect(target, entry).toEqual({
+        types: expect.stringMatching(/^\.\/dist\/.*\.d\.ts$/),
+        default: expect.stringMatching(/^\.\/dist\/.*\.js$/),
+      });
+      const { types, default: code } = target as { types: string; default: string };
+      expect(existsSync(new URL(types, `file://${ROOT}`)), types).toBe(true);
+      expect(existsSync(new URL(code, `file://${ROOT}`)), code).toBe(true);
+    }
+    expect(Object.keys(PACKAGE.exports).sort()).toEqual(['.', './package.json', './testing']);
   });
 });

@@ -1,10 +1,24 @@
 import pg from 'pg';
 import type { ResolvedDatabaseTarget } from '../config/database-url.ts';
 
-// bigint (int8) as JS number: counts and ids in this project stay far below 2^53.
-pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10));
-// numeric (used for durations and scores) as number.
-pg.types.setTypeParser(pg.types.builtins.NUMERIC, (value) => Number.parseFloat(value));
+const parseInt8 = (value: string) => Number.parseInt(value, 10);
+const parseNumeric = (value: string) => Number.parseFloat(value);
+
+/**
+ * The type parsers of every pool and client the project opens, given to each as its `types`
+ * option; pg's global parsers stay untouched, so importing the library changes nothing for the
+ * application's own pg clients. bigint (int8) becomes a JS number (counts and ids here stay far
+ * below 2^53), numeric (durations, scores) a number; every other type parses as pg's default.
+ */
+export const TYPE_PARSERS: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+    if (format !== 'binary') {
+      if (oid === pg.types.builtins.INT8) return parseInt8;
+      if (oid === pg.types.builtins.NUMERIC) return parseNumeric;
+    }
+    return pg.types.getTypeParser(oid, format);
+  }) as pg.CustomTypesConfig['getTypeParser'],
+};
 
 /** Connection options shared by every pool and client the project opens. */
 export interface ConnectionOptions {
@@ -27,7 +41,8 @@ export const CONNECT_TIMEOUT_MS = 5_000;
 /**
  * `pg` client settings: TCP keepalives (first probe after 30 s idle on our side; the server is
  * asked to probe with idle 30 s, interval 10 s, count 5, which Node cannot set per socket),
- * connect timeout, session timeouts, and an `application_name` for the audit.
+ * connect timeout, session timeouts, an `application_name` for the audit, and the project's
+ * {@link TYPE_PARSERS}.
  */
 export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
   const serverSettings = [
@@ -42,6 +57,7 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
     keepAlive: true,
     keepAliveInitialDelayMillis: 30_000,
     options: serverSettings.join(' '),
+    types: TYPE_PARSERS,
     ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
     ...(options.lockTimeoutMs ? { lock_timeout: options.lockTimeoutMs } : {}),
   };

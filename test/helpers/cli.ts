@@ -31,6 +31,8 @@ export interface RunCliOptions {
   env?: Record<string, string | undefined>;
   /** Kill the process after this long. Default 60 000 ms. */
   timeoutMs?: number;
+  /** Working directory. Default: this process's. */
+  cwd?: string;
 }
 
 /** Runs `hierarchy-db ...args` and collects its output. */
@@ -50,6 +52,7 @@ export function runNode(args: string[], options: RunCliOptions = {}): Promise<Cl
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, {
       env,
+      ...(options.cwd ? { cwd: options.cwd } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { TYPE_PARSERS } from '../../src/db/pool.ts';
 import { withDatabase } from './database-provider.ts';
 
 export { withDatabase };
@@ -37,7 +38,8 @@ export async function createTestDatabase(
     await admin.end();
   }
   const url = withDatabase(adminUrl, name);
-  const client = new pg.Client(url);
+  // The project's type parsers (bigint and numeric as numbers), as its own clients have them.
+  const client = new pg.Client({ connectionString: url, types: TYPE_PARSERS });
   client.on('error', () => {});
   await client.connect();
   return {
