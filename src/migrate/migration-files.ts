@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { basename, extname, join } from 'node:path';
+import { readdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import { basename, extname, join, resolve, sep } from 'node:path';
 import { ConfigError } from '../config/config-error.ts';
 
 import { MIGRATIONS_DIR } from '../package-paths.ts';
@@ -42,6 +42,14 @@ export async function checksumFile(path: string): Promise<string> {
   return createHash('sha256').update(content).digest('hex');
 }
 
+/** True when `dir`, as given or with symlinks resolved, lies inside a `node_modules` directory. */
+async function isInsideNodeModules(dir: string): Promise<boolean> {
+  const inside = (path: string) => resolve(path).split(sep).includes('node_modules');
+  if (inside(dir)) return true;
+  const real = await realpath(dir).catch(() => undefined);
+  return real !== undefined && inside(real);
+}
+
 const TEMPLATE = `// {{NAME}}: describe what this migration changes and why.
 // Released migrations are never edited: \`migrate up\` refuses to run when an applied file changed.
 import type { MigrationBuilder } from 'node-pg-migrate';
@@ -66,6 +74,13 @@ export async function createMigrationFile(name: string, dir = MIGRATIONS_DIR): P
   if (!/^[a-z0-9][a-z0-9_-]*$/i.test(name)) {
     throw new ConfigError(
       `migration name '${name}' must be letters, digits, '-' or '_' (for example add_entity_kind)`,
+    );
+  }
+  if (await isInsideNodeModules(dir)) {
+    throw new ConfigError(
+      dir === MIGRATIONS_DIR
+        ? "migrate create: the migrations shipped with the installed hierarchy-db are not edited in place (an install replaces them); name your project's migrations directory with --migrations-dir DIR"
+        : `migrate create: ${dir} is inside node_modules (an install replaces it); name a directory of your project with --migrations-dir DIR`,
     );
   }
   const existing = await listMigrationFiles(dir);
