@@ -15,6 +15,7 @@ const UNIT_TESTS = [
   'test/daemon/daemon-flags.test.ts',
   'test/deploy/manifests.test.ts',
   'test/migrate/shipped-migrations.test.ts',
+  'test/package/pack.test.ts',
   'test/public-api.test.ts',
   'test/verify/imports.test.ts',
 ];
