@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { PACKAGE_ROOT } from '../package-paths.ts';
-import { COMMANDS, invokedCommand } from './commands/index.ts';
+import { COMMANDS, invokedCommand, withExamples } from './commands/index.ts';
 import { EXIT } from './exit-codes.ts';
 
 // The CLI entry: global flags, one file per command, and the exit codes of src/cli/exit-codes.ts.
@@ -50,7 +50,7 @@ const cli = yargs(argv)
 const invoked = invokedCommand(argv);
 for (const entry of COMMANDS) {
   if (entry.name === invoked) {
-    cli.command(await entry.load());
+    cli.command(withExamples(entry, await entry.load()));
     continue;
   }
   cli.command({

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS, invokedCommand } from '../../src/cli/commands/index.ts';
-import { CLI_PATH, runNode } from '../helpers/cli.ts';
+import { CLI_PATH, runCli, runNode } from '../helpers/cli.ts';
 
 // `--help` and each command import only what they need: the command being run is loaded, the
 // others are listed by name and description (src/cli/commands/index.ts).
@@ -71,6 +71,26 @@ describe('lazy command loading', () => {
       expect(module.describe, entry.name).toBe(entry.describe);
     }
   });
+
+  it("shows examples in each command's --help, using only flags the command has", async () => {
+    for (const entry of COMMANDS) {
+      const help = await runCli([entry.name, '--help']);
+      expect(help.code, entry.name).toBe(0);
+      expect(help.stdout, entry.name).toContain('Examples:');
+      // Each example against the help of the (sub)command it runs: its words before the flags.
+      const helps = new Map<string, string>();
+      for (const [line] of entry.examples ?? []) {
+        const words = line.split(' ').slice(1);
+        const firstFlag = words.findIndex((w) => w.startsWith('-'));
+        const prefix = firstFlag === -1 ? words : words.slice(0, firstFlag);
+        const key = prefix.join(' ');
+        if (!helps.has(key)) helps.set(key, (await runCli([...prefix, '--help'])).stdout);
+        for (const flag of line.match(/--[a-z][a-z-]*/g) ?? []) {
+          expect(helps.get(key), `${line}: ${flag}`).toMatch(new RegExp(`^\\s+${flag}\\b`, 'm'));
+        }
+      }
+    }
+  }, 300_000);
 
   it('finds the command after the global flags and their values', () => {
     expect(invokedCommand(['status'])).toBe('status');
