@@ -8,6 +8,7 @@ import { defineConfig } from 'vitest/config';
 const UNIT_TESTS = [
   'test/cli/errors.test.ts',
   'test/cli/lazy-commands.test.ts',
+  'test/cli/log-format.test.ts',
   'test/cli/readme.test.ts',
   'test/config/config.test.ts',
   'test/daemon/backoff.test.ts',

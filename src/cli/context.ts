@@ -2,13 +2,22 @@ import { ConfigError } from '../config/config-error.ts';
 import { redactUrl, resolveDatabaseTarget } from '../config/database-url.ts';
 import { ConnectionError } from '../db/connection-error.ts';
 import type { ConnectionOptions } from '../db/pool.ts';
-import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../logging/logger.ts';
+import {
+  createLogger,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type Logger,
+  type LogLevel,
+} from '../logging/logger.ts';
 import { EXIT } from './exit-codes.ts';
 
 /** Flags every command accepts. */
 export interface GlobalArgs {
   'database-url'?: string;
   'log-level': string;
+  /** Default: `pretty` when stderr is a terminal, else `json` (see {@link logFormatOf}). */
+  'log-format'?: string;
 }
 
 /** What a command handler gets: a logger and the connection settings. */
@@ -29,8 +38,25 @@ export function createContext(
       `--log-level: expected one of ${LOG_LEVELS.join(', ')}, got '${args['log-level']}'`,
     );
   }
+  const format = logFormatOf(args['log-format'], Boolean(process.stderr.isTTY));
   const target = resolveDatabaseTarget(args['database-url']);
-  return { logger: createLogger(level), logLevel: level, connection: { target, applicationName } };
+  return {
+    logger: createLogger(level, 'hierarchy-db', format),
+    logLevel: level,
+    connection: { target, applicationName },
+  };
+}
+
+/**
+ * `--log-format`, else `pretty` for a person at a terminal and `json` for everything else
+ * (pipes, files, log collectors). Throws {@link ConfigError} for an unknown format.
+ */
+export function logFormatOf(flag: string | undefined, stderrIsTerminal: boolean): LogFormat {
+  if (flag === undefined || flag === '') return stderrIsTerminal ? 'pretty' : 'json';
+  if (!(LOG_FORMATS as readonly string[]).includes(flag)) {
+    throw new ConfigError(`--log-format: expected one of ${LOG_FORMATS.join(', ')}, got '${flag}'`);
+  }
+  return flag as LogFormat;
 }
 
 /** A check or operation failed in a way already explained: exit 1 with this message. */

@@ -18,7 +18,7 @@ const { version } = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 
 
 const cli = yargs(argv)
   .scriptName('hierarchy-db')
-  .usage('$0 [--database-url URL] [--log-level LEVEL] <command>')
+  .usage('$0 [--database-url URL] [--log-level LEVEL] [--log-format json|pretty] <command>')
   .env('HIERARCHY_DB')
   .option('database-url', {
     type: 'string',
@@ -28,6 +28,11 @@ const cli = yargs(argv)
     type: 'string',
     default: 'info',
     describe: 'fatal, error, warn, info, debug, trace or silent (logs go to stderr)',
+  })
+  .option('log-format', {
+    type: 'string',
+    describe:
+      'json (one object per line) or pretty (for a person); default pretty when stderr is a terminal, else json',
   })
   .strict()
   .demandCommand(1, 'name a command')
