@@ -69,15 +69,15 @@ describe('a tampered incremental table', () => {
         view_name: 'mv_entity_ancestors',
         status: 'refreshed',
         method: 'full',
-        rows: String(expected.ancestors.length),
-        rows_changed: '2',
+        rows: expected.ancestors.length,
+        rows_changed: 2,
       },
       {
         view_name: 'mv_descendant_counts',
         status: 'refreshed',
         method: 'full',
-        rows: String(expected.counts.length),
-        rows_changed: '2',
+        rows: expected.counts.length,
+        rows_changed: 2,
       },
     ]);
     expect(await readBothViews(client)).toEqual({
