@@ -136,8 +136,12 @@ export class Daemon {
         this.#poller?.probeNow();
         this.#loop?.resume();
       },
-      onDown: () => this.#metrics.setDatabaseUp(false),
+      onDown: () => {
+        this.#metrics.setDatabaseUp(false);
+        this.#metrics.forgetStatus();
+      },
       onStatus: (views) => this.#metrics.recordStatus(views),
+      onStatusUnavailable: () => this.#metrics.forgetStatus(),
     });
     this.#monitor = monitor;
     this.#loop = new RefreshLoop({

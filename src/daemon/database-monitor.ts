@@ -27,6 +27,8 @@ export interface DatabaseMonitorOptions {
   /** The database stopped answering (or never did). */
   onDown: () => void;
   onStatus: (views: ViewStatusSample[]) => void;
+  /** The database answers but `hierarchy_view_status()` does not (not migrated, no privilege). */
+  onStatusUnavailable?: () => void;
 }
 
 /** The probe did not answer within its bound (a hung network rather than a refused connection). */
@@ -177,6 +179,7 @@ export class DatabaseMonitor {
       return;
     }
     this.#setUp();
+    this.#options.onStatusUnavailable?.();
     const fields = errorFields(statusError);
     if (fields.error !== this.#lastStatusWarning) {
       this.#lastStatusWarning = fields.error;

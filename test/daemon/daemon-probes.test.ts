@@ -15,7 +15,7 @@ describe('probes while the database is down', () => {
     listener = undefined;
   });
 
-  it('answer from the last known state: a burst of 100 requests makes next to no connection attempts', async () => {
+  it('answer from the last known state: a burst of 100 requests makes next to no connection attempts, and unknown gauges have no sample', async () => {
     const attempts: number[] = [];
     listener = createServer((socket) => {
       attempts.push(Date.now());
@@ -46,6 +46,19 @@ describe('probes while the database is down', () => {
       expect(up?.value).toBe(0);
     }
     const burstEnded = Date.now();
+    // A replica that never reached the database cannot tell staleness, pending changes or the
+    // last success: no sample (a 0 would read as "fresh" and hide other replicas' staleness from
+    // min() in the alert rules), while the counters exist at 0 for rate() and increase().
+    const { samples } = parsePrometheusText((await daemon.get('/metrics')).body);
+    const names = new Set(samples.map((s) => s.name));
+    for (const unknown of [
+      'hierarchy_view_staleness_seconds',
+      'hierarchy_view_pending_changes',
+      'hierarchy_last_refresh_success_timestamp_seconds',
+    ]) {
+      expect(names.has(unknown), unknown).toBe(false);
+    }
+    expect(samples.filter((s) => s.name === 'hierarchy_refresh_total')).toHaveLength(8);
     const during = attempts.filter((at) => at >= burstStarted && at <= burstEnded).length;
     // The monitor's and the change probe's own schedules may each fall into the burst once or
     // twice; a request that bypassed the backoff would add one attempt per request.

@@ -115,6 +115,7 @@ function metricNames(expr: string): string[] {
     .replace(/"(?:[^"\\]|\\.)*"/g, '""')
     .replace(/\{[^}]*\}/g, ' ')
     .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\boffset\s+[0-9a-z]+/g, ' ')
     .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
   const keywords = new Set([
     'by',
@@ -188,6 +189,7 @@ describe('Prometheus alert rules', () => {
       expect.arrayContaining([
         'HierarchyViewStale',
         'HierarchyRefreshFailing',
+        'HierarchyChangeBacklog',
         'HierarchyDatabaseUnreachable',
         'HierarchyDaemonNotReady',
         'HierarchyDaemonDown',
