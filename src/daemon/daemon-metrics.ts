@@ -53,6 +53,12 @@ export class DaemonMetrics {
     labelNames: ['view'] as const,
     registers: [this.registry],
   });
+  readonly #consecutiveFailures = new Gauge({
+    name: 'hierarchy_refresh_consecutive_failures',
+    help: 'Refresh attempts of the view by this daemon that failed or were cancelled in a row; 0 after a refresh or a clean skip.',
+    labelNames: ['view'] as const,
+    registers: [this.registry],
+  });
   readonly #dbUp = new Gauge({
     name: 'hierarchy_db_up',
     help: '1 when the database answered the last probe, else 0.',
@@ -63,6 +69,7 @@ export class DaemonMetrics {
     for (const view of HIERARCHY_VIEWS) {
       for (const method of METHODS) this.#duration.zero({ view, method });
       for (const status of STATUSES) this.#total.inc({ view, status }, 0);
+      this.#consecutiveFailures.set({ view }, 0);
     }
     this.#dbUp.set(0);
   }
@@ -89,6 +96,11 @@ export class DaemonMetrics {
       }
       if (result.status === 'refreshed') this.#lastSuccess.set({ view: result.view }, now / 1000);
     }
+  }
+
+  /** Sets the consecutive-failures gauge of each view. */
+  recordFailureCounts(counts: ReadonlyMap<ViewName, number>): void {
+    for (const [view, count] of counts) this.#consecutiveFailures.set({ view }, count);
   }
 
   /** Counts views this daemon skipped without calling the function (tick served elsewhere). */

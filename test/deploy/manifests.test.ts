@@ -19,6 +19,7 @@ const DAEMON_METRICS = new Set([
   'hierarchy_view_pending_changes',
   'hierarchy_last_refresh_success_timestamp_seconds',
   'hierarchy_db_up',
+  'hierarchy_refresh_consecutive_failures',
   'up',
 ]);
 /** A histogram is exposed as these series. */
@@ -190,6 +191,7 @@ describe('Prometheus alert rules', () => {
         'HierarchyViewStale',
         'HierarchyRefreshFailing',
         'HierarchyChangeBacklog',
+        'HierarchyRefreshKeepsFailing',
         'HierarchyDatabaseUnreachable',
         'HierarchyDaemonNotReady',
         'HierarchyDaemonDown',
