@@ -14,6 +14,8 @@ const UNIT_TESTS = [
   'test/daemon/backoff.test.ts',
   'test/daemon/change-debouncer.test.ts',
   'test/daemon/daemon-flags.test.ts',
+  'test/daemon/daemon-probes.test.ts',
+  'test/db/embedded-server-access.test.ts',
   'test/deploy/manifests.test.ts',
   'test/migrate/shipped-migrations.test.ts',
   'test/package/pack.test.ts',

@@ -328,21 +328,41 @@ BEGIN
     INTO v_affected USING v_changed, v_reparented;
 
   EXECUTE $q$
-    WITH target AS MATERIALIZED (
-      SELECT a.id, e.id IS NOT NULL AS keep, e.name, e.path, e.path_depth, e.confidence_score,
-             COALESCE(b.ids, '{}'::bigint[]) AS ancestor_ids,
-             COALESCE(b.names, '{}'::text[]) AS ancestors
+    WITH entity AS MATERIALIZED (
+      SELECT a.id, e.id IS NOT NULL AS keep, e.name, e.path, e.path_depth, e.confidence_score
         FROM unnest($1) AS a(id)
         LEFT JOIN entities e ON e.id = a.id AND e.is_active
-        LEFT JOIN LATERAL (
-          SELECT array_agg(p.id ORDER BY l.level) AS ids, array_agg(p.name ORDER BY l.level) AS names
-            FROM generate_series(1, e.path_depth - 1) AS l(level)
-            JOIN entities p ON p.path = subpath(e.path, 0, l.level)
-        ) b ON e.id IS NOT NULL
     ),
+    -- One row per (entity, ancestor level). The entities below a renamed or moved node share
+    -- its ancestors and each other: each distinct ancestor path is looked up once, and the
+    -- breadcrumbs are assembled by a hash join on it, instead of one lookup per entity and level
+    -- (tens of thousands of index probes for a subtree of 10 000).
+    level AS MATERIALIZED (
+      SELECT x.id, l.level, ltree2text(subpath(x.path, 0, l.level)) AS key
+        FROM entity x CROSS JOIN LATERAL generate_series(1, x.path_depth - 1) AS l(level)
+       WHERE x.keep
+    ),
+    ancestor AS MATERIALIZED (
+      SELECT p.id, p.name, k.key
+        FROM (SELECT DISTINCT v.key FROM level v) k
+        CROSS JOIN LATERAL (SELECT e.id, e.name FROM entities e WHERE e.path = text2ltree(k.key)) p
+    ),
+    crumbs AS MATERIALIZED (
+      SELECT v.id, array_agg(p.id ORDER BY v.level) AS ids, array_agg(p.name ORDER BY v.level) AS names
+        FROM level v JOIN ancestor p ON p.key = v.key
+       GROUP BY v.id
+    ),
+    target AS MATERIALIZED (
+      SELECT x.id, x.keep, x.name, x.path, x.path_depth, x.confidence_score,
+             COALESCE(b.ids, '{}'::bigint[]) AS ancestor_ids,
+             COALESCE(b.names, '{}'::text[]) AS ancestors
+        FROM entity x
+        LEFT JOIN crumbs b ON b.id = x.id
+    ),
+    -- By the unique index on entity_id: a join here would read the whole table.
     deleted AS (
-      DELETE FROM mv_entity_ancestors t USING target x
-       WHERE t.entity_id = x.id AND NOT x.keep
+      DELETE FROM mv_entity_ancestors t
+       WHERE t.entity_id = ANY (ARRAY(SELECT x.id FROM target x WHERE NOT x.keep))
       RETURNING t.entity_id
     ),
     upserted AS (
@@ -436,6 +456,28 @@ BEGIN
        GROUP BY x.key
       HAVING sum(x.d) <> 0
     ),
+    -- count_then for the entities whose path changed, set-based: one index scan of the table
+    -- below each of them that is not below another (a moved subtree's root), each row found
+    -- counted for every such path above it. A correlated count per entity would scan the same
+    -- subtree once per entity in it.
+    relocated AS MATERIALIZED (
+      SELECT s.id, s.path FROM state s
+       WHERE s.active_now AND s.old_path IS DISTINCT FROM s.path
+    ),
+    nested AS MATERIALIZED (
+      SELECT DISTINCT m.id
+        FROM relocated m CROSS JOIN LATERAL generate_series(1, nlevel(m.path) - 1) AS l(level)
+        JOIN relocated q ON ltree2text(q.path) = ltree2text(subpath(m.path, 0, l.level))
+    ),
+    below AS MATERIALIZED (
+      SELECT ltree2text(subpath(b.path, 0, l.level)) AS key, count(*) AS n
+        FROM relocated m
+        CROSS JOIN LATERAL (SELECT t.path FROM mv_descendant_counts t
+                             WHERE t.path <@ m.path AND t.path <> m.path) b
+        CROSS JOIN LATERAL generate_series(nlevel(m.path), nlevel(b.path) - 1) AS l(level)
+       WHERE m.id NOT IN (SELECT n.id FROM nested n)
+       GROUP BY 1
+    ),
     deleted AS (
       DELETE FROM mv_descendant_counts t USING state s
        WHERE t.entity_id = s.id AND s.old_path IS NOT NULL AND NOT s.active_now
@@ -453,12 +495,11 @@ BEGIN
       INSERT INTO mv_descendant_counts AS t
              (entity_id, name, path, path_depth, confidence_score, descendant_count)
       SELECT s.id, s.name, s.path, s.path_depth, s.confidence_score,
-             CASE WHEN s.old_path = s.path THEN s.old_count
-                  ELSE (SELECT count(*) FROM mv_descendant_counts b
-                         WHERE b.path <@ s.path AND b.path <> s.path)
+             CASE WHEN s.old_path = s.path THEN s.old_count ELSE COALESCE(bl.n, 0)
              END + COALESCE(dl.d, 0)
         FROM state s
         LEFT JOIN delta dl ON dl.key = ltree2text(s.path)
+        LEFT JOIN below bl ON bl.key = ltree2text(s.path)
        WHERE s.active_now
       ON CONFLICT (entity_id) DO UPDATE
          SET name = EXCLUDED.name, path = EXCLUDED.path, path_depth = EXCLUDED.path_depth,

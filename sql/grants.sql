@@ -1,10 +1,12 @@
 -- Roles and privileges (docs/semantics.md, "Roles"). Idempotent: migrations and `repair` run it.
---   hierarchy_reader     reads the views, their status and the audit (status, history)
+--   hierarchy_reader     reads the views, their status, the refresh in progress and the audit
+--                        (status, history)
 --   hierarchy_refresher  runs refresh_hierarchy_views() and the daemon's change probe
 -- A daemon logs in with both. The roles are created when the migrating role may create roles,
 -- and skipped with a notice when it may not. No function of the project is executable by PUBLIC.
 REVOKE ALL ON FUNCTION refresh_hierarchy_views(boolean, text[], text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hierarchy_view_status() FROM PUBLIC;
+REVOKE ALL ON FUNCTION hierarchy_refresh_activity() FROM PUBLIC;
 REVOKE ALL ON FUNCTION hierarchy_pending_changes(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hierarchy_changes_probe() FROM PUBLIC;
 REVOKE ALL ON FUNCTION hierarchy_track_change() FROM PUBLIC;
@@ -37,12 +39,14 @@ BEGIN
     GRANT SELECT ON mv_entity_ancestors, mv_descendant_counts TO hierarchy_reader;
     GRANT SELECT ON mv_refresh_audit TO hierarchy_reader;
     GRANT EXECUTE ON FUNCTION hierarchy_view_status() TO hierarchy_reader;
+    GRANT EXECUTE ON FUNCTION hierarchy_refresh_activity() TO hierarchy_reader;
   END IF;
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hierarchy_refresher') THEN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO hierarchy_refresher', current_schema());
     GRANT EXECUTE ON FUNCTION refresh_hierarchy_views(boolean, text[], text, boolean) TO hierarchy_refresher;
     GRANT EXECUTE ON FUNCTION hierarchy_changes_probe() TO hierarchy_refresher;
     GRANT EXECUTE ON FUNCTION hierarchy_view_status() TO hierarchy_refresher;
+    GRANT EXECUTE ON FUNCTION hierarchy_refresh_activity() TO hierarchy_refresher;
   END IF;
 END
 $do$;

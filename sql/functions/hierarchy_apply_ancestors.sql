@@ -59,21 +59,41 @@ BEGIN
     INTO v_affected USING v_changed, v_reparented;
 
   EXECUTE $q$
-    WITH target AS MATERIALIZED (
-      SELECT a.id, e.id IS NOT NULL AS keep, e.name, e.path, e.path_depth, e.confidence_score,
-             COALESCE(b.ids, '{}'::bigint[]) AS ancestor_ids,
-             COALESCE(b.names, '{}'::text[]) AS ancestors
+    WITH entity AS MATERIALIZED (
+      SELECT a.id, e.id IS NOT NULL AS keep, e.name, e.path, e.path_depth, e.confidence_score
         FROM unnest($1) AS a(id)
         LEFT JOIN entities e ON e.id = a.id AND e.is_active
-        LEFT JOIN LATERAL (
-          SELECT array_agg(p.id ORDER BY l.level) AS ids, array_agg(p.name ORDER BY l.level) AS names
-            FROM generate_series(1, e.path_depth - 1) AS l(level)
-            JOIN entities p ON p.path = subpath(e.path, 0, l.level)
-        ) b ON e.id IS NOT NULL
     ),
+    -- One row per (entity, ancestor level). The entities below a renamed or moved node share
+    -- its ancestors and each other: each distinct ancestor path is looked up once, and the
+    -- breadcrumbs are assembled by a hash join on it, instead of one lookup per entity and level
+    -- (tens of thousands of index probes for a subtree of 10 000).
+    level AS MATERIALIZED (
+      SELECT x.id, l.level, ltree2text(subpath(x.path, 0, l.level)) AS key
+        FROM entity x CROSS JOIN LATERAL generate_series(1, x.path_depth - 1) AS l(level)
+       WHERE x.keep
+    ),
+    ancestor AS MATERIALIZED (
+      SELECT p.id, p.name, k.key
+        FROM (SELECT DISTINCT v.key FROM level v) k
+        CROSS JOIN LATERAL (SELECT e.id, e.name FROM entities e WHERE e.path = text2ltree(k.key)) p
+    ),
+    crumbs AS MATERIALIZED (
+      SELECT v.id, array_agg(p.id ORDER BY v.level) AS ids, array_agg(p.name ORDER BY v.level) AS names
+        FROM level v JOIN ancestor p ON p.key = v.key
+       GROUP BY v.id
+    ),
+    target AS MATERIALIZED (
+      SELECT x.id, x.keep, x.name, x.path, x.path_depth, x.confidence_score,
+             COALESCE(b.ids, '{}'::bigint[]) AS ancestor_ids,
+             COALESCE(b.names, '{}'::text[]) AS ancestors
+        FROM entity x
+        LEFT JOIN crumbs b ON b.id = x.id
+    ),
+    -- By the unique index on entity_id: a join here would read the whole table.
     deleted AS (
-      DELETE FROM mv_entity_ancestors t USING target x
-       WHERE t.entity_id = x.id AND NOT x.keep
+      DELETE FROM mv_entity_ancestors t
+       WHERE t.entity_id = ANY (ARRAY(SELECT x.id FROM target x WHERE NOT x.keep))
       RETURNING t.entity_id
     ),
     upserted AS (

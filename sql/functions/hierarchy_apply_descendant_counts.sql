@@ -62,6 +62,28 @@ BEGIN
        GROUP BY x.key
       HAVING sum(x.d) <> 0
     ),
+    -- count_then for the entities whose path changed, set-based: one index scan of the table
+    -- below each of them that is not below another (a moved subtree's root), each row found
+    -- counted for every such path above it. A correlated count per entity would scan the same
+    -- subtree once per entity in it.
+    relocated AS MATERIALIZED (
+      SELECT s.id, s.path FROM state s
+       WHERE s.active_now AND s.old_path IS DISTINCT FROM s.path
+    ),
+    nested AS MATERIALIZED (
+      SELECT DISTINCT m.id
+        FROM relocated m CROSS JOIN LATERAL generate_series(1, nlevel(m.path) - 1) AS l(level)
+        JOIN relocated q ON ltree2text(q.path) = ltree2text(subpath(m.path, 0, l.level))
+    ),
+    below AS MATERIALIZED (
+      SELECT ltree2text(subpath(b.path, 0, l.level)) AS key, count(*) AS n
+        FROM relocated m
+        CROSS JOIN LATERAL (SELECT t.path FROM mv_descendant_counts t
+                             WHERE t.path <@ m.path AND t.path <> m.path) b
+        CROSS JOIN LATERAL generate_series(nlevel(m.path), nlevel(b.path) - 1) AS l(level)
+       WHERE m.id NOT IN (SELECT n.id FROM nested n)
+       GROUP BY 1
+    ),
     deleted AS (
       DELETE FROM mv_descendant_counts t USING state s
        WHERE t.entity_id = s.id AND s.old_path IS NOT NULL AND NOT s.active_now
@@ -79,12 +101,11 @@ BEGIN
       INSERT INTO mv_descendant_counts AS t
              (entity_id, name, path, path_depth, confidence_score, descendant_count)
       SELECT s.id, s.name, s.path, s.path_depth, s.confidence_score,
-             CASE WHEN s.old_path = s.path THEN s.old_count
-                  ELSE (SELECT count(*) FROM mv_descendant_counts b
-                         WHERE b.path <@ s.path AND b.path <> s.path)
+             CASE WHEN s.old_path = s.path THEN s.old_count ELSE COALESCE(bl.n, 0)
              END + COALESCE(dl.d, 0)
         FROM state s
         LEFT JOIN delta dl ON dl.key = ltree2text(s.path)
+        LEFT JOIN below bl ON bl.key = ltree2text(s.path)
        WHERE s.active_now
       ON CONFLICT (entity_id) DO UPDATE
          SET name = EXCLUDED.name, path = EXCLUDED.path, path_depth = EXCLUDED.path_depth,

@@ -10,8 +10,11 @@ const METHODS = ['concurrent', 'plain', 'incremental', 'full', 'none'] as const;
 /**
  * The Prometheus metrics of docs/semantics.md ("Metrics"), in a registry of their own (nothing
  * else is exported, so the names on `/metrics` are exactly the documented ones, which alert rules
- * and dashboards rely on). Every series exists from the first
- * scrape, at zero, so `rate()` and absence alerts work before the first refresh.
+ * and dashboards rely on). The counters and the histogram exist from the first scrape, at zero, so
+ * `rate()` and `increase()` work before the first refresh. The gauges read from the database have
+ * no sample until their value is known, and lose it while it is not (database down, status
+ * unreadable): a 0 would say "fresh" for a replica that cannot tell, and hide a real staleness
+ * from `min()` across replicas (deploy/prometheus/hierarchy-db.rules.yml).
  *
  * Staleness, pending changes and the last success come from the database
  * (`hierarchy_view_status()`), not from this process: with several replicas only one refreshes a
@@ -50,6 +53,12 @@ export class DaemonMetrics {
     labelNames: ['view'] as const,
     registers: [this.registry],
   });
+  readonly #consecutiveFailures = new Gauge({
+    name: 'hierarchy_refresh_consecutive_failures',
+    help: 'Refresh attempts of the view by this daemon that failed or were cancelled in a row; 0 after a refresh or a clean skip.',
+    labelNames: ['view'] as const,
+    registers: [this.registry],
+  });
   readonly #dbUp = new Gauge({
     name: 'hierarchy_db_up',
     help: '1 when the database answered the last probe, else 0.',
@@ -60,9 +69,7 @@ export class DaemonMetrics {
     for (const view of HIERARCHY_VIEWS) {
       for (const method of METHODS) this.#duration.zero({ view, method });
       for (const status of STATUSES) this.#total.inc({ view, status }, 0);
-      this.#staleness.set({ view }, 0);
-      this.#pending.set({ view }, 0);
-      this.#lastSuccess.set({ view }, 0);
+      this.#consecutiveFailures.set({ view }, 0);
     }
     this.#dbUp.set(0);
   }
@@ -91,6 +98,11 @@ export class DaemonMetrics {
     }
   }
 
+  /** Sets the consecutive-failures gauge of each view. */
+  recordFailureCounts(counts: ReadonlyMap<ViewName, number>): void {
+    for (const [view, count] of counts) this.#consecutiveFailures.set({ view }, count);
+  }
+
   /** Counts views this daemon skipped without calling the function (tick served elsewhere). */
   recordLocalSkip(views: readonly ViewName[]): void {
     for (const view of views) this.#total.inc({ view, status: 'skipped' });
@@ -105,6 +117,16 @@ export class DaemonMetrics {
         this.#lastSuccess.set({ view: v.view }, v.last_refreshed_at.getTime() / 1000);
       }
     }
+  }
+
+  /**
+   * The status can no longer be read (database down, `hierarchy_view_status()` failing): drop
+   * the staleness and pending-changes samples, which would freeze at their last value. The last
+   * success stays: it was true when read, and a replica that lags behind never raises `max()`.
+   */
+  forgetStatus(): void {
+    this.#staleness.reset();
+    this.#pending.reset();
   }
 
   setDatabaseUp(up: boolean): void {

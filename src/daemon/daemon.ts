@@ -26,6 +26,12 @@ const CANCEL_REPEAT_MS = 500;
 const SCRAPE_MAX_AGE_MS = 250;
 /** ...and waits at most this long for it before answering with the last values. */
 const SCRAPE_SAMPLE_TIMEOUT_MS = 1_000;
+/**
+ * After this many failed or cancelled refreshes of a view in a row, `/readyz` answers 503: a
+ * daemon whose refreshes keep failing must not look healthy (a single failure, retried with
+ * backoff, does not count against it).
+ */
+export const READINESS_MAX_CONSECUTIVE_FAILURES = 3;
 /** Bound on closing each pool and the HTTP server during shutdown. */
 const CLOSE_BOUND_MS = 3_000;
 
@@ -136,8 +142,12 @@ export class Daemon {
         this.#poller?.probeNow();
         this.#loop?.resume();
       },
-      onDown: () => this.#metrics.setDatabaseUp(false),
+      onDown: () => {
+        this.#metrics.setDatabaseUp(false);
+        this.#metrics.forgetStatus();
+      },
       onStatus: (views) => this.#metrics.recordStatus(views),
+      onStatusUnavailable: () => this.#metrics.forgetStatus(),
     });
     this.#monitor = monitor;
     this.#loop = new RefreshLoop({
@@ -150,6 +160,7 @@ export class Daemon {
       onResults: (results) => this.#metrics.recordResults(results),
       onLocalSkip: (views) => this.#metrics.recordLocalSkip(views),
       pendingChanges: () => monitor.pendingChanges(),
+      onFailureCounts: (counts) => this.#metrics.recordFailureCounts(counts),
     });
 
     await monitor.start();
@@ -235,6 +246,11 @@ export class Daemon {
     if (!this.#monitor?.up) reasons.push('database unreachable');
     if (this.#options.onChange && !this.#poller?.healthy) {
       reasons.push('change probe failing');
+    }
+    for (const [view, count] of this.#loop?.consecutiveFailures ?? []) {
+      if (count >= READINESS_MAX_CONSECUTIVE_FAILURES) {
+        reasons.push(`${count} refreshes of ${view} failed in a row`);
+      }
     }
     if (this.#stopping) reasons.push('shutting down');
     return { ready: reasons.length === 0, reasons };

@@ -27,6 +27,8 @@ export interface DatabaseMonitorOptions {
   /** The database stopped answering (or never did). */
   onDown: () => void;
   onStatus: (views: ViewStatusSample[]) => void;
+  /** The database answers but `hierarchy_view_status()` does not (not migrated, no privilege). */
+  onStatusUnavailable?: () => void;
 }
 
 /** The probe did not answer within its bound (a hung network rather than a refused connection). */
@@ -82,15 +84,22 @@ export class DatabaseMonitor {
     this.#schedule(this.#nextReconnectDelay());
   }
 
-  /** Probes as soon as possible (e.g. the listener lost its connection). */
+  /**
+   * Probes as soon as possible (e.g. the change probe failed), unless the database is already
+   * known to be down: then the reconnect backoff decides when the next attempt is.
+   */
   probeSoon(): void {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#up === false) return;
     void this.#probe();
   }
 
-  /** Samples the status again if the last sample is older than `maxAgeMs` (scrape time). */
+  /**
+   * Samples the status again if the last sample is older than `maxAgeMs` (scrape time). While
+   * the database is down (or was never reached) it does nothing: a scrape reports the last known
+   * state and never adds a connection attempt to the backoff's.
+   */
   async refresh(maxAgeMs: number): Promise<void> {
-    if (this.#stopped || Date.now() - this.#lastSampleAt <= maxAgeMs) return;
+    if (this.#stopped || this.#up !== true || Date.now() - this.#lastSampleAt <= maxAgeMs) return;
     await this.#probe();
   }
 
@@ -170,6 +179,7 @@ export class DatabaseMonitor {
       return;
     }
     this.#setUp();
+    this.#options.onStatusUnavailable?.();
     const fields = errorFields(statusError);
     if (fields.error !== this.#lastStatusWarning) {
       this.#lastStatusWarning = fields.error;

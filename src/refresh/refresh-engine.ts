@@ -55,6 +55,15 @@ export const DEFAULT_STATEMENT_TIMEOUT_MS = 600_000;
 /** Default bound of one lock wait during a refresh: 30 seconds. */
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 
+/**
+ * `client_connection_check_interval` of a refresh transaction: 1 second. A refresh whose client
+ * died (a daemon killed with SIGKILL, a lost pod) would otherwise run on, or wait for a lock, for
+ * up to the statement timeout, holding the single-flight lock so that every other refresh skips
+ * (`lock_busy`); with the check the server ends it within about this long once the connection is
+ * closed (PostgreSQL 14+).
+ */
+export const CLIENT_CONNECTION_CHECK_INTERVAL_MS = 1_000;
+
 /** The refresh function is missing: the schema is not migrated (or was damaged). */
 export class RefreshUnavailableError extends Error {
   override readonly name = 'RefreshUnavailableError';
@@ -111,12 +120,14 @@ export class RefreshEngine {
         options.trigger,
       ]);
       await client.query('BEGIN');
-      // SET LOCAL: the timeouts end with this transaction and never leak into the pool.
+      // SET LOCAL: the settings end with this transaction and never leak into the pool.
       await client.query(
-        `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)`,
+        `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true),
+                set_config('client_connection_check_interval', $3, true)`,
         [
           `${Math.max(0, Math.round(statementTimeoutMs))}ms`,
           `${Math.max(0, Math.round(lockTimeoutMs))}ms`,
+          `${CLIENT_CONNECTION_CHECK_INTERVAL_MS}ms`,
         ],
       );
       const views = options.beforeCall ? await options.beforeCall(client) : undefined;

@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import type pg from 'pg';
 import { ConfigError } from '../config/config-error.ts';
+import { ENTITY_LIMITS } from '../db/entity-limits.ts';
 import { canBulkLoad, type SuspendedObject, suspendSecondaryIndexes } from './bulk-load.ts';
 
 /** Options for {@link seedHierarchy}. */
@@ -91,8 +92,8 @@ export const DEFAULT_CHUNK_SIZE = 50_000;
 export const DEFAULT_SEED_LOCK_TIMEOUT_MS = 10_000;
 /** Below this size index maintenance is cheaper than rebuilding: 100 000 entities. */
 export const BULK_LOAD_MIN_ENTITIES = 100_000;
-/** Deepest hierarchy `seed` makes; deeper paths make GiST index entries too large. */
-export const MAX_SEED_DEPTH = 100;
+/** Deepest hierarchy `seed` makes: the database's limit (docs/semantics.md, "Limits"). */
+export const MAX_SEED_DEPTH = ENTITY_LIMITS.maxDepth;
 
 /** Validates options and fills in defaults. Throws {@link ConfigError} naming the flag. */
 export function resolveSeedOptions(options: SeedOptions): ResolvedSeedOptions {
@@ -112,6 +113,13 @@ export function resolveSeedOptions(options: SeedOptions): ResolvedSeedOptions {
     throw new ConfigError(
       `--fanout ${fanout} with --roots ${roots} makes ${entities} entities ${levels.length} levels deep; ` +
         `the limit is ${MAX_SEED_DEPTH}: raise --fanout or --roots`,
+    );
+  }
+  const pathBytes = longestPathBytes(levels);
+  if (pathBytes > ENTITY_LIMITS.maxPathBytes) {
+    throw new ConfigError(
+      `--fanout ${fanout} with --roots ${roots} makes paths of up to ${pathBytes} bytes for ${entities} entities; ` +
+        `the limit is ${ENTITY_LIMITS.maxPathBytes}: raise --fanout or --roots`,
     );
   }
   return {
@@ -147,6 +155,20 @@ export function planLevels(entities: number, roots: number, fanout: number): num
     if (levels.length > MAX_SEED_DEPTH) break;
   }
   return levels;
+}
+
+/**
+ * Bytes of the longest path the seed makes for `levels`: entity `i` (0-based, root level first)
+ * gets the label `n<i>`, so the deepest path has, per level, the longest label of that level.
+ */
+export function longestPathBytes(levels: readonly number[]): number {
+  let start = 0;
+  let bytes = -1; // no dot before the first label
+  for (const size of levels) {
+    bytes += 1 + 1 + String(start + size - 1).length; // '.', 'n', the digits
+    start += size;
+  }
+  return Math.max(bytes, 0);
 }
 
 // Every random choice is a pure function of (seed, entity index): hashint8extended() is the

@@ -187,6 +187,13 @@ function tableCheck(facts: SchemaFacts, table: string, columns: string[]): Check
   );
 }
 
+/** CHECK constraints on the shape of a path (migrations/0006_entity_limits.sql). */
+const PATH_LIMIT_CONSTRAINTS = [
+  'entities_path_depth_limit',
+  'entities_path_length_limit',
+  'entities_path_label_length_limit',
+];
+
 function constraintsCheck(facts: SchemaFacts): CheckResult {
   const name = 'table entities constraints';
   if (!facts.relations.entities) return check(name, 'table entities missing', MISSING_TABLE);
@@ -206,6 +213,13 @@ function constraintsCheck(facts: SchemaFacts): CheckResult {
   want('unique (path)', 'u', 'path');
   want('foreign key (parent_path) -> entities (path)', 'f', 'parent_path', 'entities (path)');
   want('check on confidence_score', 'c', 'confidence_score');
+  // The path limits (docs/semantics.md, "Limits"), by name: all three are checks on `path`.
+  for (const limit of PATH_LIMIT_CONSTRAINTS) {
+    const match = facts.constraints.find((c) => c.type === 'c' && c.name === limit);
+    if (!match) problems.push(`${limit} missing`);
+    else if (!match.validated) problems.push(`${limit} is NOT VALID (not enforced on old rows)`);
+    else found.push(limit);
+  }
   return problems.length
     ? check(name, problems.join('; '), NOT_REPAIRED)
     : pass(name, found.join(', '));

@@ -225,6 +225,7 @@ describe('daemon --on-change', () => {
       hierarchy_view_pending_changes: 'gauge',
       hierarchy_last_refresh_success_timestamp_seconds: 'gauge',
       hierarchy_db_up: 'gauge',
+      hierarchy_refresh_consecutive_failures: 'gauge',
     });
     const views = ['mv_entity_ancestors', 'mv_descendant_counts'];
     const labelKeys = (name: string) =>

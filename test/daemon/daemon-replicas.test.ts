@@ -54,15 +54,16 @@ describe('daemon replicas', () => {
       'every change written in the window is reflected in both views',
     );
 
+    // Ticks of the window, and those of the second before it: a tick claimed just before the
+    // window may start its refresh inside it when the machine is loaded.
     const slots = new Set<string>();
+    const slotsWithLeadIn = new Set<string>();
     for (const daemon of [a, b]) {
       for (const line of daemon.logs) {
-        if (
-          line.event === 'schedule.tick' &&
-          Date.parse(String(line.slot)) >= windowStart.getTime()
-        ) {
-          slots.add(String(line.slot));
-        }
+        if (line.event !== 'schedule.tick') continue;
+        const slot = Date.parse(String(line.slot));
+        if (slot >= windowStart.getTime()) slots.add(String(line.slot));
+        if (slot >= windowStart.getTime() - 1_000) slotsWithLeadIn.add(String(line.slot));
       }
     }
     const { rows } = await db.client.query<AuditRow>(
@@ -83,8 +84,8 @@ describe('daemon replicas', () => {
       // ...but never more than once per tick, whichever replica did it.
       expect(
         refreshes.length,
-        `${view}: ${refreshes.length} refreshes, ${ticks} ticks`,
-      ).toBeLessThanOrEqual(ticks);
+        `${view}: ${refreshes.length} refreshes, ${slotsWithLeadIn.size} ticks with the lead-in`,
+      ).toBeLessThanOrEqual(slotsWithLeadIn.size);
       for (let k = 1; k < refreshes.length; k++) {
         const previous = refreshes[k - 1] as AuditRow;
         const current = refreshes[k] as AuditRow;

@@ -55,6 +55,10 @@ describe('daemon across a database restart', () => {
     const metricsWhileDown = await daemon.get('/metrics');
     expect(metricsWhileDown.status).toBe(200);
     expect(metricsWhileDown.body).toMatch(/^hierarchy_db_up 0$/m);
+    // Staleness and pending changes are unknown while the database is away: no frozen sample.
+    expect(metricsWhileDown.body).not.toMatch(/^hierarchy_view_staleness_seconds\{/m);
+    expect(metricsWhileDown.body).not.toMatch(/^hierarchy_view_pending_changes\{/m);
+    expect(metricsWhileDown.body).toMatch(/^hierarchy_last_refresh_success_timestamp_seconds\{/m);
     await sleep(Math.max(0, 5_000 - (Date.now() - stoppedAt)));
     expect(daemon.child.exitCode).toBeNull();
 
@@ -65,6 +69,14 @@ describe('daemon across a database restart', () => {
     expect(daemon.child.pid).toBe(pid);
     expect(daemon.child.exitCode).toBeNull();
     await daemon.waitForLog((l) => l.event === 'db.up');
+    await waitUntil(
+      async () =>
+        /^hierarchy_view_staleness_seconds\{view="mv_entity_ancestors"\} 0$/m.test(
+          (await daemon.get('/metrics')).body,
+        ),
+      5_000,
+      'staleness is sampled again once the database is back',
+    );
     // The change probe failed while the database was away (and backed off), then recovered.
     expect(daemon.logs.some((l) => l.event === 'change.probe_failed')).toBe(true);
     const reconnects = daemon.logs.filter((l) => l.event === 'db.reconnect');

@@ -19,6 +19,7 @@ const DAEMON_METRICS = new Set([
   'hierarchy_view_pending_changes',
   'hierarchy_last_refresh_success_timestamp_seconds',
   'hierarchy_db_up',
+  'hierarchy_refresh_consecutive_failures',
   'up',
 ]);
 /** A histogram is exposed as these series. */
@@ -115,6 +116,7 @@ function metricNames(expr: string): string[] {
     .replace(/"(?:[^"\\]|\\.)*"/g, '""')
     .replace(/\{[^}]*\}/g, ' ')
     .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\boffset\s+[0-9a-z]+/g, ' ')
     .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
   const keywords = new Set([
     'by',
@@ -188,6 +190,8 @@ describe('Prometheus alert rules', () => {
       expect.arrayContaining([
         'HierarchyViewStale',
         'HierarchyRefreshFailing',
+        'HierarchyChangeBacklog',
+        'HierarchyRefreshKeepsFailing',
         'HierarchyDatabaseUnreachable',
         'HierarchyDaemonNotReady',
         'HierarchyDaemonDown',

@@ -1,4 +1,4 @@
-import { startEmbeddedServer } from '../../src/db/embedded-server.ts';
+import { EmbeddedServerAccessError, startEmbeddedServer } from '../../src/db/embedded-server.ts';
 import type { DatabaseProvider } from './database-provider.ts';
 
 /** A server the suite can create databases on. */
@@ -15,7 +15,15 @@ export async function startServer(provider: DatabaseProvider): Promise<TestServe
     case 'external':
       return { adminUrl: provider.url, description: 'TEST_DATABASE_URL', stop: async () => {} };
     case 'embedded': {
-      const server = await startEmbeddedServer();
+      const server = await startEmbeddedServer().catch((error: unknown) => {
+        if (!(error instanceof EmbeddedServerAccessError)) throw error;
+        // One line, with the way out the suite has besides moving the checkout.
+        const clear = new Error(
+          `${error.message}, or run the tests against a server with TEST_DATABASE_URL=postgres://...`,
+        );
+        clear.stack = clear.message;
+        throw clear;
+      });
       return {
         adminUrl: server.url,
         description: `embedded PostgreSQL on port ${server.port}`,

@@ -17,7 +17,6 @@ const RELEASED = {
   '0002_hierarchy_views': 'bb087bfb3f2bb8d229b18b0877d4d143f236ae30b4b6641c8b3191c79551d84c',
   '0003_refresh_engine': '1ec29dd71c8f56178ef24a0a019c68b9d1096faa1647c15e2fb398342531fa43',
   '0004_fast_hierarchy_views': '318cd34c1dae95645f1d173073e13c042ccd04b4d61f8bd8aa5317c7c721d7f8',
-  '0005_incremental_strategy': '3144646f369ebed8e85a8c81dddccb7acc1d84d54c0c8d4b6e1fe900ef8ad271',
 };
 
 describe('shipped migrations', () => {

@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { readRefreshInProgress } from '../../audit/refresh-activity.ts';
 import { readViewStatus } from '../../audit/view-status.ts';
 import { formatDuration, parseDuration } from '../../config/duration.ts';
 import { type GlobalArgs, runCommand } from '../context.ts';
@@ -28,12 +29,21 @@ export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
         args['max-staleness'] === undefined
           ? null
           : parseDuration(args['max-staleness'], 'max-staleness');
-      const views = await withDatabase(ctx, (handle) => readViewStatus(handle.db));
+      const { views, refreshing } = await withDatabase(ctx, async (handle) => ({
+        views: await readViewStatus(handle.db),
+        refreshing: await readRefreshInProgress(handle.db),
+      }));
       const ok = views.every(
         (v) => v.populated && (budgetMs === null || v.staleness_ms <= budgetMs),
       );
       if (args.json) {
-        printJson({ ok, checked_at: new Date().toISOString(), max_staleness_ms: budgetMs, views });
+        printJson({
+          ok,
+          checked_at: new Date().toISOString(),
+          max_staleness_ms: budgetMs,
+          views,
+          refresh_in_progress: refreshing,
+        });
       } else {
         printLine(
           formatTable(
@@ -50,6 +60,15 @@ export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
             ]),
           ),
         );
+        if (refreshing) {
+          printLine(
+            `refresh in progress: backend pid ${refreshing.pid}` +
+              ` (${refreshing.application_name ?? 'unknown client'})` +
+              (refreshing.started_at ? ` since ${refreshing.started_at}` : '') +
+              (refreshing.view ? `, at ${refreshing.view}` : '') +
+              (refreshing.wait_event?.startsWith('Lock') ? `, waiting for a lock` : ''),
+          );
+        }
         if (!ok) {
           printLine(
             budgetMs === null
