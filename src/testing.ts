@@ -3,6 +3,7 @@
 
 export {
   type EmbeddedServer,
+  EmbeddedServerAccessError,
   type EmbeddedServerOptions,
   startEmbeddedServer,
 } from './db/embedded-server.ts';

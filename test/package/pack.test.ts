@@ -193,7 +193,7 @@ describe('the packed package, installed into a new project', { timeout: TEST_TIM
     expect(JSON.parse(result.stdout)).toEqual({
       migrator: 'function',
       views: ['mv_entity_ancestors', 'mv_descendant_counts'],
-      testing: ['startEmbeddedServer'],
+      testing: ['EmbeddedServerAccessError', 'startEmbeddedServer'],
     });
   });
 
