@@ -13,6 +13,7 @@ const UNIT_TESTS = [
   'test/daemon/change-debouncer.test.ts',
   'test/daemon/daemon-flags.test.ts',
   'test/deploy/manifests.test.ts',
+  'test/migrate/migration-sql.test.ts',
   'test/public-api.test.ts',
   'test/verify/imports.test.ts',
 ];

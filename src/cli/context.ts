@@ -3,6 +3,7 @@ import { redactUrl, resolveDatabaseTarget } from '../config/database-url.ts';
 import { ConnectionError } from '../db/connection-error.ts';
 import type { ConnectionOptions } from '../db/pool.ts';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../logging/logger.ts';
+import { type CommandLineOnlyFlag, refuseWithheldFlags } from './command-line-only.ts';
 import { EXIT } from './exit-codes.ts';
 
 /** Flags every command accepts. */
@@ -45,6 +46,12 @@ export function exitCodeFor(error: unknown): number {
   return EXIT.FAILED;
 }
 
+/** Options of {@link runCommand}. */
+export interface RunCommandOptions {
+  /** The command's flags of COMMAND_LINE_ONLY_FLAGS: refused when set in the environment. */
+  commandLineOnly?: readonly CommandLineOnlyFlag[];
+}
+
 /**
  * Runs a command body: sets `process.exitCode` from its result or error, printing errors as
  * one redacted line on stderr (with the stack only at `--log-level debug` or `trace`).
@@ -52,9 +59,11 @@ export function exitCodeFor(error: unknown): number {
 export async function runCommand(
   args: GlobalArgs,
   body: (ctx: CommandContext) => Promise<number | undefined>,
+  options: RunCommandOptions = {},
 ): Promise<void> {
   let debug = args['log-level'] === 'debug' || args['log-level'] === 'trace';
   try {
+    refuseWithheldFlags(options.commandLineOnly ?? []);
     const ctx = createContext(args);
     debug = ctx.logLevel === 'debug' || ctx.logLevel === 'trace';
     const code = await body(ctx);

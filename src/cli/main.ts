@@ -1,10 +1,13 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { withholdCommandLineOnlyFlags } from './command-line-only.ts';
 import { commands } from './commands/index.ts';
 import { EXIT } from './exit-codes.ts';
 
 // The CLI entry: global flags, one file per command, and the exit codes of src/cli/exit-codes.ts.
-// Every flag also reads HIERARCHY_DB_<FLAG> from the environment (yargs .env()).
+// Every flag also reads HIERARCHY_DB_<FLAG> from the environment (yargs .env()), except the
+// destructive ones (src/cli/command-line-only.ts), whose variables are withheld from yargs.
+withholdCommandLineOnlyFlags(process.env);
 const cli = yargs(hideBin(process.argv))
   .scriptName('hierarchy-db')
   .usage('$0 [--database-url URL] [--log-level LEVEL] <command>')
