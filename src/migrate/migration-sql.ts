@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { pathToFileURL } from 'node:url';
-import { MigrationBuilder } from 'node-pg-migrate';
+import { jiti, MigrationBuilder } from 'node-pg-migrate';
 import type { Logger } from '../logging/logger.ts';
 import type { MigrationFile } from './migration-files.ts';
 
@@ -22,7 +21,9 @@ export async function migrationSql(
     if (direction === 'up') return (marker ? text.slice(0, marker.index) : text).trim();
     return marker ? text.slice(marker.index + marker[0].length).trim() : '';
   }
-  const module = (await import(pathToFileURL(file.path).href)) as Partial<
+  // Loaded as node-pg-migrate loads it (its shared jiti instance): the runner may load the same
+  // file next in this process, and Node refuses to require() an ES module that import() holds.
+  const module = (await jiti.import(file.path)) as Partial<
     Record<'up' | 'down', (pgm: MigrationBuilder) => unknown>
   >;
   const fn = module[direction];
