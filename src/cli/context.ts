@@ -6,6 +6,9 @@ import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../logging
 import { type CommandLineOnlyFlag, refuseWithheldFlags } from './command-line-only.ts';
 import { EXIT } from './exit-codes.ts';
 
+/** How long a finished command may wait for stray handles before it exits anyway. */
+const LINGER_BOUND_MS = 2_000;
+
 /** Flags every command accepts. */
 export interface GlobalArgs {
   'database-url'?: string;
@@ -71,6 +74,10 @@ export async function runCommand(
   } catch (error) {
     process.exitCode = exitCodeFor(error);
     printError(error, debug);
+  } finally {
+    // The work is done and everything was closed; a handle that still remains (a socket a
+    // driver did not close) must not keep the process, or a deploy step, waiting on it.
+    setTimeout(() => process.exit(), LINGER_BOUND_MS).unref();
   }
 }
 

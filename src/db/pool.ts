@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { ResolvedDatabaseTarget } from '../config/database-url.ts';
+import { TrackedClient } from './tracked-client.ts';
 
 // bigint (int8) as JS number: counts and ids in this project stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10));
@@ -51,6 +52,7 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
 export function createPool(options: ConnectionOptions): pg.Pool {
   const pool = new pg.Pool({
     ...clientConfig(options),
+    Client: TrackedClient,
     max: options.max ?? 4,
     idleTimeoutMillis: 10_000,
   });
@@ -61,6 +63,5 @@ export function createPool(options: ConnectionOptions): pg.Pool {
 
 /** A single client with the project's connection settings, not yet connected. */
 export function createClient(options: ConnectionOptions): pg.Client {
-  const client = new pg.Client(clientConfig(options));
-  return client;
+  return new TrackedClient(clientConfig(options));
 }

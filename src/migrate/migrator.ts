@@ -1,7 +1,8 @@
 import { runner } from 'node-pg-migrate';
 import type pg from 'pg';
 import { connectOrThrow } from '../db/connect.ts';
-import { type ConnectionOptions, clientConfig, createClient } from '../db/pool.ts';
+import { ConnectionError } from '../db/connection-error.ts';
+import { type ConnectionOptions, createClient } from '../db/pool.ts';
 import type { Logger } from '../logging/logger.ts';
 import { acquireSchemaLock } from './advisory-lock.ts';
 import { listMigrationFiles, MIGRATIONS_DIR, type MigrationFile } from './migration-files.ts';
@@ -181,12 +182,16 @@ export class Migrator {
       const text = msg.trim();
       if (text) logger[level]({ event: 'migrate.runner' }, text);
     };
+    // Our client, not one node-pg-migrate would make from a URL: it closes on a failed connect
+    // and a stopping CLI can cancel it (src/db/tracked-client.ts).
+    const client = createClient({
+      ...this.#options.connection,
+      applicationName: 'hierarchy-db/migrate',
+    });
     try {
+      await connectOrThrow(client, this.#options.connection.target);
       const result = await runner({
-        databaseUrl: clientConfig({
-          ...this.#options.connection,
-          applicationName: 'hierarchy-db/migrate',
-        }),
+        dbClient: client,
         dir: this.#dir,
         migrationsTable: MIGRATIONS_TABLE,
         direction,
@@ -207,8 +212,11 @@ export class Migrator {
       }
       return result.map((m) => m.name);
     } catch (error) {
+      if (error instanceof ConnectionError) throw error;
       const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
       throw new MigrationFailedError(`migration ${direction} failed: ${message}`, { cause: error });
+    } finally {
+      await client.end().catch(() => {});
     }
   }
 

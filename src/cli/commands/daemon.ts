@@ -114,7 +114,5 @@ export const daemonCommand: CommandModule<GlobalArgs, DaemonArgs> = {
       }
       return EXIT.OK;
     });
-    // Everything is closed by now; should a stray handle remain, do not hang the pod on it.
-    setTimeout(() => process.exit(), 2_000).unref();
   },
 };
