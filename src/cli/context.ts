@@ -83,7 +83,12 @@ export async function runCommand(
 
 /** Prints `hierarchy-db: <message>` on stderr; the stack only when debugging. */
 export function printError(error: unknown, debug: boolean): void {
-  const message = error instanceof Error ? error.message : String(error);
+  const message =
+    error instanceof ConfigError && error.option !== undefined
+      ? `--${error.option}: ${error.problem}`
+      : error instanceof Error
+        ? error.message
+        : String(error);
   process.stderr.write(`hierarchy-db: ${redactUrl(message.split('\n')[0] ?? message)}\n`);
   if (debug && error instanceof Error && error.stack) {
     process.stderr.write(`${redactUrl(error.stack)}\n`);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/config-error.ts';
 import { redactUrl, resolveDatabaseTarget } from '../../src/config/database-url.ts';
-import { formatDuration, parseDuration } from '../../src/config/duration.ts';
+import { formatDuration, MAX_DURATION_MS, parseDuration } from '../../src/config/duration.ts';
 import { selectProvider } from '../helpers/database-provider.ts';
 
 describe('parseDuration', () => {
@@ -17,7 +17,25 @@ describe('parseDuration', () => {
   });
   it.each(['abc', '5 minutes', '-1s', '', '1d'])('rejects %j', (input) => {
     expect(() => parseDuration(input, 'debounce')).toThrow(ConfigError);
-    expect(() => parseDuration(input, 'debounce')).toThrow(/--debounce/);
+    expect(() => parseDuration(input, 'debounce')).toThrow(/^debounce: expected a duration/);
+  });
+  it('rejects what PostgreSQL timeouts and Node timers cannot take (above 2^31 - 1 ms)', () => {
+    expect(parseDuration('2147483647', 'statement-timeout')).toBe(MAX_DURATION_MS);
+    expect(MAX_DURATION_MS).toBe(2_147_483_647);
+    for (const value of ['1000h', '2147483648', '597h', 2 ** 31]) {
+      let error: unknown;
+      try {
+        parseDuration(value, 'statement-timeout');
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error, String(value)).toBeInstanceOf(ConfigError);
+      expect(error).toMatchObject({ option: 'statement-timeout', value });
+      expect((error as ConfigError).problem).toMatch(/^expected at most 2147483647ms/);
+    }
+    expect(parseDuration('1000h', 'max-staleness', { maxMs: Number.MAX_SAFE_INTEGER })).toBe(
+      3_600_000_000,
+    );
   });
   it('formats', () => {
     expect(formatDuration(850)).toBe('850ms');

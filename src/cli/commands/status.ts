@@ -27,7 +27,9 @@ export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
       const budgetMs =
         args['max-staleness'] === undefined
           ? null
-          : parseDuration(args['max-staleness'], 'max-staleness');
+          : parseDuration(args['max-staleness'], 'max-staleness', {
+              maxMs: Number.MAX_SAFE_INTEGER,
+            });
       const views = await withDatabase(ctx, (handle) => readViewStatus(handle.db));
       const ok = views.every(
         (v) => v.populated && (budgetMs === null || v.staleness_ms <= budgetMs),
