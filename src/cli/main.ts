@@ -1,5 +1,6 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { redactUrl, rememberPasswords } from '../config/database-url.ts';
 import { withholdCommandLineOnlyFlags } from './command-line-only.ts';
 import { commands } from './commands/index.ts';
 import { EXIT } from './exit-codes.ts';
@@ -8,6 +9,13 @@ import { EXIT } from './exit-codes.ts';
 // Every flag also reads HIERARCHY_DB_<FLAG> from the environment (yargs .env()), except the
 // destructive ones (src/cli/command-line-only.ts), whose variables are withheld from yargs.
 withholdCommandLineOnlyFlags(process.env);
+// Before anything can print: a parse error may echo an argument that holds a URL.
+for (const value of [
+  ...process.argv,
+  process.env.DATABASE_URL,
+  process.env.HIERARCHY_DB_DATABASE_URL,
+])
+  rememberPasswords(value);
 const cli = yargs(hideBin(process.argv))
   .scriptName('hierarchy-db')
   .usage('$0 [--database-url URL] [--log-level LEVEL] <command>')
@@ -34,7 +42,9 @@ const cli = yargs(hideBin(process.argv))
   .fail((message, error, y) => {
     // Parse errors only: command handlers catch their own errors (see runCommand).
     if (error) throw error;
-    process.stderr.write(`hierarchy-db: ${message}\nRun 'hierarchy-db --help' for usage.\n`);
+    process.stderr.write(
+      `hierarchy-db: ${redactUrl(message)}\nRun 'hierarchy-db --help' for usage.\n`,
+    );
     void y;
     process.exit(EXIT.USAGE);
   });

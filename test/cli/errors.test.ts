@@ -42,6 +42,24 @@ describe('CLI errors', () => {
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
   });
 
+  it.each([
+    ['postgres://u:s3@cret@[bad/x', ['s3@cret', 'cret']],
+    ['postgres://u:pa ss@[bad/db', ['pa ss']],
+  ])(
+    'exits 2 for the malformed URL %j without echoing any of its password',
+    async (url, secrets) => {
+      for (const args of [
+        ['status', '--database-url', url],
+        // A parse error (an unknown positional argument) echoes the argument.
+        ['status', url],
+      ]) {
+        const result = await runCli(args);
+        expect(result.code, result.stderr).toBe(2);
+        for (const secret of secrets) expect(result.stderr).not.toContain(secret);
+      }
+    },
+  );
+
   it('exits 2, before connecting, for timeouts PostgreSQL cannot take', async () => {
     for (const [flag, value] of [
       ['--statement-timeout', '1000h'],

@@ -60,6 +60,33 @@ describe('resolveDatabaseTarget', () => {
   });
   it('redacts passwords', () => {
     expect(redactUrl('postgres://u:secret@h:5432/d')).toBe('postgres://u:***@h:5432/d');
+    // Up to the URL's last @: a password may hold one.
+    expect(redactUrl('at postgres://u:s3@cret@[bad/x now')).toBe('at postgres://u:***@[bad/x now');
+    expect(redactUrl('postgres://u@h/d')).toBe('postgres://u@h/d');
+  });
+  it.each([
+    ['postgres://u:s3@cret@[bad/x', ['s3@cret', 'cret', 's3@']],
+    ['postgres://u:pa ss@[bad/db', ['pa ss']],
+    ['postgres://u:pa ss/db', ['pa ss']],
+    ['postgres://u:p%20w0rd@[bad/db', ['p%20w0rd', 'p w0rd']],
+  ])('never echoes the password of the malformed URL %j', (url, secrets) => {
+    let message = '';
+    try {
+      resolveDatabaseTarget(url);
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/^malformed database URL/);
+    for (const secret of secrets) expect(message).not.toContain(secret);
+  });
+  it('hides a password the URL gave wherever it appears later, spaces and all', () => {
+    resolveDatabaseTarget('postgres://u:open%20sesame@h/d');
+    expect(redactUrl("role u: password 'open sesame' failed")).toBe(
+      "role u: password '***' failed",
+    );
+    resolveDatabaseTarget(undefined, { PGPASSWORD: 'pg pass word' });
+    expect(redactUrl('pg pass word')).toBe('***');
   });
 });
 
