@@ -1,10 +1,12 @@
 import { ConfigError } from '../config/config-error.ts';
 import { redactUrl, resolveDatabaseTarget } from '../config/database-url.ts';
+import { onShutdownSignals, type ShutdownSignal } from '../daemon/shutdown-signals.ts';
 import { ConnectionError } from '../db/connection-error.ts';
 import type { ConnectionOptions } from '../db/pool.ts';
+import { abortOpenConnections } from '../db/tracked-client.ts';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../logging/logger.ts';
 import { type CommandLineOnlyFlag, refuseWithheldFlags } from './command-line-only.ts';
-import { EXIT } from './exit-codes.ts';
+import { EXIT, exitCodeForSignal } from './exit-codes.ts';
 
 /** How long a finished command may wait for stray handles before it exits anyway. */
 const LINGER_BOUND_MS = 2_000;
@@ -53,6 +55,37 @@ export function exitCodeFor(error: unknown): number {
 export interface RunCommandOptions {
   /** The command's flags of COMMAND_LINE_ONLY_FLAGS: refused when set in the environment. */
   commandLineOnly?: readonly CommandLineOnlyFlag[];
+  /**
+   * `interrupt` (default): SIGTERM/SIGINT cancel the running statements, close every connection
+   * and exit 143/130 (see {@link interruptOnSignals}). `own`: the command handles them itself
+   * (the daemon's graceful stop, the demo's cleanup).
+   */
+  signals?: 'interrupt' | 'own';
+}
+
+/** Bound on cancelling and closing the connections after a signal. */
+const INTERRUPT_BOUND_MS = 3_000;
+
+/**
+ * Makes SIGTERM and SIGINT stop the command promptly, as an operator, an orchestrator or a
+ * container runtime expects — also as PID 1 of a container, where a signal without a handler is
+ * ignored: cancel whatever each connection is running (its transaction rolls back), close them
+ * all (their sessions end, releasing locks such as the migration lock), exit 128 + the signal's
+ * number. A second signal exits at once. Returns whether a signal arrived, and a remover.
+ */
+function interruptOnSignals(): { interrupted: () => boolean; remove: () => void } {
+  let received: ShutdownSignal | undefined;
+  const remove = onShutdownSignals(
+    (signal) => {
+      received = signal;
+      process.stderr.write(`hierarchy-db: ${signal}: cancelling running statements and exiting\n`);
+      void abortOpenConnections(INTERRUPT_BOUND_MS).finally(() =>
+        process.exit(exitCodeForSignal(signal)),
+      );
+    },
+    (signal) => process.exit(exitCodeForSignal(signal)),
+  );
+  return { interrupted: () => received !== undefined, remove };
 }
 
 /**
@@ -65,6 +98,7 @@ export async function runCommand(
   options: RunCommandOptions = {},
 ): Promise<void> {
   let debug = args['log-level'] === 'debug' || args['log-level'] === 'trace';
+  const signals = options.signals === 'own' ? undefined : interruptOnSignals();
   try {
     refuseWithheldFlags(options.commandLineOnly ?? []);
     const ctx = createContext(args);
@@ -73,8 +107,11 @@ export async function runCommand(
     process.exitCode = typeof code === 'number' ? code : EXIT.OK;
   } catch (error) {
     process.exitCode = exitCodeFor(error);
-    printError(error, debug);
+    // After a signal, errors are the cancellation's own ("canceling statement due to user
+    // request"): the signal's line already said what happened.
+    if (!signals?.interrupted()) printError(error, debug);
   } finally {
+    signals?.remove();
     // The work is done and everything was closed; a handle that still remains (a socket a
     // driver did not close) must not keep the process, or a deploy step, waiting on it.
     setTimeout(() => process.exit(), LINGER_BOUND_MS).unref();
