@@ -2,7 +2,7 @@ import { ConfigError } from '../config/config-error.ts';
 import { redactUrl, resolveDatabaseTarget } from '../config/database-url.ts';
 import { onShutdownSignals, type ShutdownSignal } from '../daemon/shutdown-signals.ts';
 import { ConnectionError } from '../db/connection-error.ts';
-import type { ConnectionOptions } from '../db/pool.ts';
+import { type ConnectionOptions, validateSchemaName } from '../db/pool.ts';
 import { abortOpenConnections } from '../db/tracked-client.ts';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../logging/logger.ts';
 import { type CommandLineOnlyFlag, refuseWithheldFlags } from './command-line-only.ts';
@@ -15,6 +15,7 @@ const LINGER_BOUND_MS = 2_000;
 export interface GlobalArgs {
   'database-url'?: string;
   'log-level': string;
+  schema?: string;
 }
 
 /** What a command handler gets: a logger and the connection settings. */
@@ -36,7 +37,13 @@ export function createContext(
     );
   }
   const target = resolveDatabaseTarget(args['database-url']);
-  return { logger: createLogger(level), logLevel: level, connection: { target, applicationName } };
+  const schema =
+    args.schema === undefined || args.schema === '' ? undefined : validateSchemaName(args.schema);
+  return {
+    logger: createLogger(level),
+    logLevel: level,
+    connection: { target, applicationName, ...(schema !== undefined ? { schema } : {}) },
+  };
 }
 
 /** A check or operation failed in a way already explained: exit 1 with this message. */

@@ -18,11 +18,16 @@ for (const value of [
   rememberPasswords(value);
 const cli = yargs(hideBin(process.argv))
   .scriptName('hierarchy-db')
-  .usage('$0 [--database-url URL] [--log-level LEVEL] <command>')
+  .usage('$0 [--database-url URL] [--schema NAME] [--log-level LEVEL] <command>')
   .env('HIERARCHY_DB')
   .option('database-url', {
     type: 'string',
     describe: 'postgres://user:password@host:port/db (else DATABASE_URL, else libpq PG* variables)',
+  })
+  .option('schema', {
+    type: 'string',
+    describe:
+      "the one schema of hierarchy-db's objects and migration tables, set as each session's search_path (default: the role's search_path)",
   })
   .option('log-level', {
     type: 'string',

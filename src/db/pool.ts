@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { ConfigError } from '../config/config-error.ts';
 import type { ResolvedDatabaseTarget } from '../config/database-url.ts';
 import { TrackedClient } from './tracked-client.ts';
 
@@ -20,6 +21,31 @@ export interface ConnectionOptions {
   lockTimeoutMs?: number;
   /** Pool size. Default 4. */
   max?: number;
+  /**
+   * The one schema of everything hierarchy-db owns: each session's `search_path` is set to it,
+   * and node-pg-migrate keeps its table there (see Migrator). A plain lower-case name (see
+   * {@link validateSchemaName}). Default: none, the role's own `search_path` decides.
+   */
+  schema?: string;
+}
+
+/** A schema name usable unquoted everywhere, as `--schema` takes it. */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Checks a `--schema` value: lower-case letters, digits and `_`, not starting with a digit, at
+ * most 63 characters — a name PostgreSQL keeps as written without quoting, so it means the same
+ * in a startup `search_path`, node-pg-migrate's quoting and the catalog. Throws
+ * {@link ConfigError} otherwise; `pg_*` names are reserved by PostgreSQL.
+ */
+export function validateSchemaName(name: string): string {
+  if (!SCHEMA_NAME.test(name) || name.startsWith('pg_')) {
+    throw new ConfigError(
+      `expected a lower-case schema name of letters, digits and _ (not starting with a digit or pg_), got '${name}'`,
+      { option: 'schema', value: name },
+    );
+  }
+  return name;
 }
 
 /** Default connect timeout: an unreachable database is reported within this bound. */
@@ -35,6 +61,11 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
     '-c tcp_keepalives_idle=30',
     '-c tcp_keepalives_interval=10',
     '-c tcp_keepalives_count=5',
+    // One schema for everything (see ConnectionOptions.schema): objects are created in it and
+    // every unqualified name, hierarchy-db's own tables included, resolves to it.
+    ...(options.schema !== undefined
+      ? [`-c search_path=${validateSchemaName(options.schema)}`]
+      : []),
   ];
   return {
     ...(options.target.url !== undefined ? { connectionString: options.target.url } : {}),

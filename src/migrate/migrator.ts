@@ -190,8 +190,14 @@ export class Migrator {
     });
     try {
       await connectOrThrow(client, this.#options.connection.target);
+      const schema = this.#options.connection.schema;
       const result = await runner({
         dbClient: client,
+        // Without a schema node-pg-migrate keeps its table in public whatever the search_path;
+        // with one, the table, the migrations' objects and our reads all live in it.
+        ...(schema !== undefined
+          ? { schema, migrationsSchema: schema, createSchema: direction === 'up' }
+          : {}),
         dir: this.#dir,
         migrationsTable: MIGRATIONS_TABLE,
         direction,
