@@ -85,6 +85,8 @@ function interruptOnSignals(): { interrupted: () => boolean; remove: () => void 
   const remove = onShutdownSignals(
     (signal) => {
       received = signal;
+      // Whatever ends the process now (this handler, or runCommand's linger bound) reports it.
+      process.exitCode = exitCodeForSignal(signal);
       process.stderr.write(`hierarchy-db: ${signal}: cancelling running statements and exiting\n`);
       void abortOpenConnections(INTERRUPT_BOUND_MS).finally(() =>
         process.exit(exitCodeForSignal(signal)),
@@ -111,12 +113,14 @@ export async function runCommand(
     const ctx = createContext(args);
     debug = ctx.logLevel === 'debug' || ctx.logLevel === 'trace';
     const code = await body(ctx);
-    process.exitCode = typeof code === 'number' ? code : EXIT.OK;
+    if (!signals?.interrupted()) process.exitCode = typeof code === 'number' ? code : EXIT.OK;
   } catch (error) {
-    process.exitCode = exitCodeFor(error);
     // After a signal, errors are the cancellation's own ("canceling statement due to user
-    // request"): the signal's line already said what happened.
-    if (!signals?.interrupted()) printError(error, debug);
+    // request"): the signal's line already said what happened, and its exit code stands.
+    if (!signals?.interrupted()) {
+      process.exitCode = exitCodeFor(error);
+      printError(error, debug);
+    }
   } finally {
     signals?.remove();
     // The work is done and everything was closed; a handle that still remains (a socket a

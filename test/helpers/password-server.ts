@@ -27,7 +27,7 @@ export interface PasswordServer {
  * PostgreSQL 18 uses scram-sha-256), otherwise — a server that trusts local connections, as the
  * machine's PostgreSQL 15 does — a private cluster initialised with `-A scram-sha-256` from the
  * binaries of the test server's own major version (Debian's /usr/lib/postgresql/N/bin), so the
- * same server version is exercised. Undefined, with the reason, when neither is possible.
+ * same server version is exercised. `{ unavailable }`, saying why, when neither is possible.
  */
 export async function startPasswordServer(
   adminUrl: string,
