@@ -15,6 +15,7 @@ const UNIT_TESTS = [
   'test/daemon/daemon-probes.test.ts',
   'test/db/embedded-server-access.test.ts',
   'test/deploy/manifests.test.ts',
+  'test/migrate/migration-sql.test.ts',
   'test/public-api.test.ts',
   'test/verify/imports.test.ts',
 ];

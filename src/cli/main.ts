@@ -1,17 +1,33 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { redactUrl, rememberPasswords } from '../config/database-url.ts';
+import { withholdCommandLineOnlyFlags } from './command-line-only.ts';
 import { commands } from './commands/index.ts';
 import { EXIT } from './exit-codes.ts';
 
 // The CLI entry: global flags, one file per command, and the exit codes of src/cli/exit-codes.ts.
-// Every flag also reads HIERARCHY_DB_<FLAG> from the environment (yargs .env()).
+// Every flag also reads HIERARCHY_DB_<FLAG> from the environment (yargs .env()), except the
+// destructive ones (src/cli/command-line-only.ts), whose variables are withheld from yargs.
+withholdCommandLineOnlyFlags(process.env);
+// Before anything can print: a parse error may echo an argument that holds a URL.
+for (const value of [
+  ...process.argv,
+  process.env.DATABASE_URL,
+  process.env.HIERARCHY_DB_DATABASE_URL,
+])
+  rememberPasswords(value);
 const cli = yargs(hideBin(process.argv))
   .scriptName('hierarchy-db')
-  .usage('$0 [--database-url URL] [--log-level LEVEL] <command>')
+  .usage('$0 [--database-url URL] [--schema NAME] [--log-level LEVEL] <command>')
   .env('HIERARCHY_DB')
   .option('database-url', {
     type: 'string',
     describe: 'postgres://user:password@host:port/db (else DATABASE_URL, else libpq PG* variables)',
+  })
+  .option('schema', {
+    type: 'string',
+    describe:
+      "the one schema of hierarchy-db's objects and migration tables, set as each session's search_path (default: the role's search_path)",
   })
   .option('log-level', {
     type: 'string',
@@ -31,7 +47,9 @@ const cli = yargs(hideBin(process.argv))
   .fail((message, error, y) => {
     // Parse errors only: command handlers catch their own errors (see runCommand).
     if (error) throw error;
-    process.stderr.write(`hierarchy-db: ${message}\nRun 'hierarchy-db --help' for usage.\n`);
+    process.stderr.write(
+      `hierarchy-db: ${redactUrl(message)}\nRun 'hierarchy-db --help' for usage.\n`,
+    );
     void y;
     process.exit(EXIT.USAGE);
   });
