@@ -17,6 +17,7 @@ const UNIT_TESTS = [
   'test/daemon/daemon-probes.test.ts',
   'test/db/embedded-server-access.test.ts',
   'test/deploy/manifests.test.ts',
+  'test/migrate/migration-sql.test.ts',
   'test/migrate/shipped-migrations.test.ts',
   'test/package/pack.test.ts',
   'test/public-api.test.ts',

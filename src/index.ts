@@ -17,6 +17,10 @@ export { SQLSTATE } from './db/sqlstate.ts';
 export { createLogger, type Logger } from './logging/logger.ts';
 export { LockTimeoutError } from './migrate/advisory-lock.ts';
 export {
+  DATA_TABLES,
+  type DataAtRisk,
+  DataLossError,
+  type DownOptions,
   MigrationFailedError,
   MigrationModifiedError,
   type MigrationStatus,

@@ -27,6 +27,11 @@ export interface ViewStatus {
   view: ViewName;
   /** How the view is maintained, as recorded in the database. */
   strategy: ViewStrategy;
+  /**
+   * `materialized view` or `table`; null when the relation does not exist (dropped): then only
+   * `hierarchy-db repair` recreates it, a refresh cannot.
+   */
+  relation_kind: string | null;
   populated: boolean;
   /** Data age: now minus the earliest change not reflected in the view; 0 when fresh. */
   staleness_ms: number;
@@ -40,10 +45,11 @@ export async function readViewStatus(db: Kysely<Database>): Promise<ViewStatus[]
   const status = await sql<{
     view_name: ViewName;
     strategy: ViewStrategy | null;
+    relation_kind: string | null;
     populated: boolean;
     staleness_ms: number;
     pending_changes: number;
-  }>`SELECT view_name, strategy, populated, staleness_ms, pending_changes FROM hierarchy_view_status()`.execute(
+  }>`SELECT view_name, strategy, relation_kind, populated, staleness_ms, pending_changes FROM hierarchy_view_status()`.execute(
     db,
   );
 
@@ -73,6 +79,7 @@ export async function readViewStatus(db: Kysely<Database>): Promise<ViewStatus[]
     return {
       view: row.view_name,
       strategy: row.strategy ?? 'materialized',
+      relation_kind: row.relation_kind,
       populated: row.populated,
       staleness_ms: Number(row.staleness_ms),
       pending_changes: Number(row.pending_changes),

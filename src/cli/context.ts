@@ -1,7 +1,9 @@
 import { ConfigError } from '../config/config-error.ts';
 import { redactUrl, resolveDatabaseTarget } from '../config/database-url.ts';
+import { onShutdownSignals, type ShutdownSignal } from '../daemon/shutdown-signals.ts';
 import { ConnectionError } from '../db/connection-error.ts';
-import type { ConnectionOptions } from '../db/pool.ts';
+import { type ConnectionOptions, validateSchemaName } from '../db/pool.ts';
+import { abortOpenConnections } from '../db/tracked-client.ts';
 import {
   createLogger,
   LOG_FORMATS,
@@ -10,12 +12,17 @@ import {
   type Logger,
   type LogLevel,
 } from '../logging/logger.ts';
-import { EXIT } from './exit-codes.ts';
+import { type CommandLineOnlyFlag, refuseWithheldFlags } from './command-line-only.ts';
+import { EXIT, exitCodeForSignal } from './exit-codes.ts';
+
+/** How long a finished command may wait for stray handles before it exits anyway. */
+const LINGER_BOUND_MS = 2_000;
 
 /** Flags every command accepts. */
 export interface GlobalArgs {
   'database-url'?: string;
   'log-level': string;
+  schema?: string;
   /** Default: `pretty` when stderr is a terminal, else `json` (see {@link logFormatOf}). */
   'log-format'?: string;
 }
@@ -40,10 +47,12 @@ export function createContext(
   }
   const format = logFormatOf(args['log-format'], Boolean(process.stderr.isTTY));
   const target = resolveDatabaseTarget(args['database-url']);
+  const schema =
+    args.schema === undefined || args.schema === '' ? undefined : validateSchemaName(args.schema);
   return {
     logger: createLogger(level, 'hierarchy-db', format),
     logLevel: level,
-    connection: { target, applicationName },
+    connection: { target, applicationName, ...(schema !== undefined ? { schema } : {}) },
   };
 }
 
@@ -71,6 +80,45 @@ export function exitCodeFor(error: unknown): number {
   return EXIT.FAILED;
 }
 
+/** Options of {@link runCommand}. */
+export interface RunCommandOptions {
+  /** The command's flags of COMMAND_LINE_ONLY_FLAGS: refused when set in the environment. */
+  commandLineOnly?: readonly CommandLineOnlyFlag[];
+  /**
+   * `interrupt` (default): SIGTERM/SIGINT cancel the running statements, close every connection
+   * and exit 143/130 (see {@link interruptOnSignals}). `own`: the command handles them itself
+   * (the daemon's graceful stop, the demo's cleanup).
+   */
+  signals?: 'interrupt' | 'own';
+}
+
+/** Bound on cancelling and closing the connections after a signal. */
+const INTERRUPT_BOUND_MS = 3_000;
+
+/**
+ * Makes SIGTERM and SIGINT stop the command promptly, as an operator, an orchestrator or a
+ * container runtime expects — also as PID 1 of a container, where a signal without a handler is
+ * ignored: cancel whatever each connection is running (its transaction rolls back), close them
+ * all (their sessions end, releasing locks such as the migration lock), exit 128 + the signal's
+ * number. A second signal exits at once. Returns whether a signal arrived, and a remover.
+ */
+function interruptOnSignals(): { interrupted: () => boolean; remove: () => void } {
+  let received: ShutdownSignal | undefined;
+  const remove = onShutdownSignals(
+    (signal) => {
+      received = signal;
+      // Whatever ends the process now (this handler, or runCommand's linger bound) reports it.
+      process.exitCode = exitCodeForSignal(signal);
+      process.stderr.write(`hierarchy-db: ${signal}: cancelling running statements and exiting\n`);
+      void abortOpenConnections(INTERRUPT_BOUND_MS).finally(() =>
+        process.exit(exitCodeForSignal(signal)),
+      );
+    },
+    (signal) => process.exit(exitCodeForSignal(signal)),
+  );
+  return { interrupted: () => received !== undefined, remove };
+}
+
 /**
  * Runs a command body: sets `process.exitCode` from its result or error, printing errors as
  * one redacted line on stderr (with the stack only at `--log-level debug` or `trace`).
@@ -78,22 +126,39 @@ export function exitCodeFor(error: unknown): number {
 export async function runCommand(
   args: GlobalArgs,
   body: (ctx: CommandContext) => Promise<number | undefined>,
+  options: RunCommandOptions = {},
 ): Promise<void> {
   let debug = args['log-level'] === 'debug' || args['log-level'] === 'trace';
+  const signals = options.signals === 'own' ? undefined : interruptOnSignals();
   try {
+    refuseWithheldFlags(options.commandLineOnly ?? []);
     const ctx = createContext(args);
     debug = ctx.logLevel === 'debug' || ctx.logLevel === 'trace';
     const code = await body(ctx);
-    process.exitCode = typeof code === 'number' ? code : EXIT.OK;
+    if (!signals?.interrupted()) process.exitCode = typeof code === 'number' ? code : EXIT.OK;
   } catch (error) {
-    process.exitCode = exitCodeFor(error);
-    printError(error, debug);
+    // After a signal, errors are the cancellation's own ("canceling statement due to user
+    // request"): the signal's line already said what happened, and its exit code stands.
+    if (!signals?.interrupted()) {
+      process.exitCode = exitCodeFor(error);
+      printError(error, debug);
+    }
+  } finally {
+    signals?.remove();
+    // The work is done and everything was closed; a handle that still remains (a socket a
+    // driver did not close) must not keep the process, or a deploy step, waiting on it.
+    setTimeout(() => process.exit(), LINGER_BOUND_MS).unref();
   }
 }
 
 /** Prints `hierarchy-db: <message>` on stderr; the stack only when debugging. */
 export function printError(error: unknown, debug: boolean): void {
-  const message = error instanceof Error ? error.message : String(error);
+  const message =
+    error instanceof ConfigError && error.option !== undefined
+      ? `--${error.option}: ${error.problem}`
+      : error instanceof Error
+        ? error.message
+        : String(error);
   process.stderr.write(`hierarchy-db: ${redactUrl(message.split('\n')[0] ?? message)}\n`);
   if (debug && error instanceof Error && error.stack) {
     process.stderr.write(`${redactUrl(error.stack)}\n`);

@@ -3,14 +3,25 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { redactUrl, rememberPasswords } from '../config/database-url.ts';
 import { PACKAGE_ROOT } from '../package-paths.ts';
+import { withholdCommandLineOnlyFlags } from './command-line-only.ts';
 import { COMMANDS, invokedCommand, withExamples } from './commands/index.ts';
 import { EXIT } from './exit-codes.ts';
 
 // The CLI entry: global flags, one file per command, and the exit codes of src/cli/exit-codes.ts.
-// Every flag also reads HIERARCHY_DB_<FLAG> from the environment (yargs .env()).
+// Every flag also reads HIERARCHY_DB_<FLAG> from the environment (yargs .env()), except the
+// destructive ones (src/cli/command-line-only.ts), whose variables are withheld from yargs.
 // Only the command being run is imported (src/cli/commands/index.ts); the others are listed
 // for --help by name and description.
+withholdCommandLineOnlyFlags(process.env);
+// Before anything can print: a parse error may echo an argument that holds a URL.
+for (const value of [
+  ...process.argv,
+  process.env.DATABASE_URL,
+  process.env.HIERARCHY_DB_DATABASE_URL,
+])
+  rememberPasswords(value);
 const argv = hideBin(process.argv);
 const { version } = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as {
   version: string;
@@ -18,11 +29,18 @@ const { version } = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 
 
 const cli = yargs(argv)
   .scriptName('hierarchy-db')
-  .usage('$0 [--database-url URL] [--log-level LEVEL] [--log-format json|pretty] <command>')
+  .usage(
+    '$0 [--database-url URL] [--schema NAME] [--log-level LEVEL] [--log-format json|pretty] <command>',
+  )
   .env('HIERARCHY_DB')
   .option('database-url', {
     type: 'string',
     describe: 'postgres://user:password@host:port/db (else DATABASE_URL, else libpq PG* variables)',
+  })
+  .option('schema', {
+    type: 'string',
+    describe:
+      "the one schema of hierarchy-db's objects and migration tables, set as each session's search_path (default: the role's search_path)",
   })
   .option('log-level', {
     type: 'string',
@@ -47,7 +65,9 @@ const cli = yargs(argv)
   .fail((message, error, y) => {
     // Parse errors only: command handlers catch their own errors (see runCommand).
     if (error) throw error;
-    process.stderr.write(`hierarchy-db: ${message}\nRun 'hierarchy-db --help' for usage.\n`);
+    process.stderr.write(
+      `hierarchy-db: ${redactUrl(message)}\nRun 'hierarchy-db --help' for usage.\n`,
+    );
     void y;
     process.exit(EXIT.USAGE);
   });

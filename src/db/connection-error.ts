@@ -49,9 +49,19 @@ export function isConnectionFailure(error: unknown): boolean {
   if (state !== undefined && (CONNECTION_SQLSTATES.has(state) || state.startsWith('08')))
     return true;
   const message = String((error as { message?: unknown }).message ?? '');
+  if (isMissingPassword(message)) return true;
   return /connection terminated|connection timeout|timeout expired|Connection terminated unexpectedly|Client has encountered a connection error|not queryable/i.test(
     message,
   );
+}
+
+/**
+ * pg's errors when the server asks for a password and there is none (SCRAM: "SASL:
+ * SCRAM-SERVER-FIRST-MESSAGE: client password must be a string"; cleartext or md5 with a
+ * password callback: "Password must be a string"). pg gives them no code, only this text.
+ */
+function isMissingPassword(message: string): boolean {
+  return /^SASL: .*password must be a string|^Password must be a string/i.test(message);
 }
 
 /** Wraps a connection failure into a {@link ConnectionError} with a short, password-free reason. */
@@ -62,5 +72,9 @@ export function toConnectionError(error: unknown, target: string): ConnectionErr
   if (err.code === 'ECONNREFUSED') reason = 'connection refused';
   else if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') reason = 'host not found';
   else if (/timeout/i.test(reason)) reason = 'connection timed out';
+  else if (isMissingPassword(reason)) {
+    reason =
+      'the server asks for a password and none was given (put it in the URL, PGPASSWORD or ~/.pgpass)';
+  }
   return new ConnectionError(target, reason.split('\n')[0] ?? reason, { cause: error });
 }

@@ -1,5 +1,7 @@
 import pg from 'pg';
+import { ConfigError } from '../config/config-error.ts';
 import type { ResolvedDatabaseTarget } from '../config/database-url.ts';
+import { TrackedClient } from './tracked-client.ts';
 
 const parseInt8 = (value: string) => Number.parseInt(value, 10);
 const parseNumeric = (value: string) => Number.parseFloat(value);
@@ -33,6 +35,31 @@ export interface ConnectionOptions {
   lockTimeoutMs?: number;
   /** Pool size. Default 4. */
   max?: number;
+  /**
+   * The one schema of everything hierarchy-db owns: each session's `search_path` is set to it,
+   * and node-pg-migrate keeps its table there (see Migrator). A plain lower-case name (see
+   * {@link validateSchemaName}). Default: none, the role's own `search_path` decides.
+   */
+  schema?: string;
+}
+
+/** A schema name usable unquoted everywhere, as `--schema` takes it. */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Checks a `--schema` value: lower-case letters, digits and `_`, not starting with a digit, at
+ * most 63 characters — a name PostgreSQL keeps as written without quoting, so it means the same
+ * in a startup `search_path`, node-pg-migrate's quoting and the catalog. Throws
+ * {@link ConfigError} otherwise; `pg_*` names are reserved by PostgreSQL.
+ */
+export function validateSchemaName(name: string): string {
+  if (!SCHEMA_NAME.test(name) || name.startsWith('pg_')) {
+    throw new ConfigError(
+      `expected a lower-case schema name of letters, digits and _ (not starting with a digit or pg_), got '${name}'`,
+      { option: 'schema', value: name },
+    );
+  }
+  return name;
 }
 
 /** Default connect timeout: an unreachable database is reported within this bound. */
@@ -49,6 +76,11 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
     '-c tcp_keepalives_idle=30',
     '-c tcp_keepalives_interval=10',
     '-c tcp_keepalives_count=5',
+    // One schema for everything (see ConnectionOptions.schema): objects are created in it and
+    // every unqualified name, hierarchy-db's own tables included, resolves to it.
+    ...(options.schema !== undefined
+      ? [`-c search_path=${validateSchemaName(options.schema)}`]
+      : []),
   ];
   return {
     ...(options.target.url !== undefined ? { connectionString: options.target.url } : {}),
@@ -67,6 +99,7 @@ export function clientConfig(options: ConnectionOptions): pg.ClientConfig {
 export function createPool(options: ConnectionOptions): pg.Pool {
   const pool = new pg.Pool({
     ...clientConfig(options),
+    Client: TrackedClient,
     max: options.max ?? 4,
     idleTimeoutMillis: 10_000,
   });
@@ -77,6 +110,5 @@ export function createPool(options: ConnectionOptions): pg.Pool {
 
 /** A single client with the project's connection settings, not yet connected. */
 export function createClient(options: ConnectionOptions): pg.Client {
-  const client = new pg.Client(clientConfig(options));
-  return client;
+  return new TrackedClient(clientConfig(options));
 }

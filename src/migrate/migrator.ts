@@ -1,11 +1,12 @@
-import { readFile } from 'node:fs/promises';
-import { jiti, MigrationBuilder, runner } from 'node-pg-migrate';
+import { runner } from 'node-pg-migrate';
 import type pg from 'pg';
 import { connectOrThrow } from '../db/connect.ts';
-import { type ConnectionOptions, clientConfig, createClient } from '../db/pool.ts';
+import { ConnectionError } from '../db/connection-error.ts';
+import { type ConnectionOptions, createClient } from '../db/pool.ts';
 import type { Logger } from '../logging/logger.ts';
 import { acquireSchemaLock } from './advisory-lock.ts';
 import { listMigrationFiles, MIGRATIONS_DIR, type MigrationFile } from './migration-files.ts';
+import { droppedTables, migrationSql } from './migration-sql.ts';
 import { isSameMigration, RELEASED_CHECKSUMS } from './released-checksums.ts';
 
 /** node-pg-migrate's bookkeeping table. */
@@ -38,6 +39,49 @@ export class MigrationModifiedError extends Error {
         'restore the released file(s) and put the change in a new migration (`hierarchy-db migrate create NAME`)',
     );
   }
+}
+
+/**
+ * Tables whose rows nothing can rebuild: the hierarchy itself and the refresh audit. Everything
+ * else a down migration drops is derived (views, change logs, state) and is rebuilt by `up`.
+ */
+export const DATA_TABLES: readonly string[] = ['entities', 'mv_refresh_audit'];
+
+/** A table holding rows that a `down` would drop. */
+export interface DataAtRisk {
+  /** The migration whose down section drops it. */
+  migration: string;
+  table: string;
+  rows: number;
+}
+
+/**
+ * Reverting would drop tables that hold rows (see {@link DATA_TABLES}) and `confirmDataLoss`
+ * was not given. Nothing was reverted.
+ */
+export class DataLossError extends Error {
+  override readonly name = 'DataLossError';
+  constructor(readonly tables: DataAtRisk[]) {
+    super(
+      `reverting would drop ${formatDataAtRisk(tables)}; nothing was reverted: back the data up, then revert with confirmDataLoss`,
+    );
+  }
+}
+
+/** `entities (3 rows, dropped by 0001_entities), ...` for messages. */
+export function formatDataAtRisk(tables: DataAtRisk[]): string {
+  return tables
+    .map((t) => `${t.table} (${t.rows} row${t.rows === 1 ? '' : 's'}, dropped by ${t.migration})`)
+    .join(', ');
+}
+
+/** Options of {@link Migrator.down}. */
+export interface DownOptions {
+  /**
+   * Revert even when a migration's down section drops a table of {@link DATA_TABLES} that holds
+   * rows. Default false: such a revert throws {@link DataLossError} before anything runs.
+   */
+  confirmDataLoss?: boolean;
 }
 
 /** A migration failed to apply or revert. */
@@ -108,11 +152,21 @@ export class Migrator {
     });
   }
 
-  /** Reverts the last `count` migrations (default 1), or all of them with `Infinity`. */
-  async down(count = 1): Promise<MigrationRun> {
+  /**
+   * Reverts the last `count` migrations (default 1), or all of them with `Infinity`. Refuses
+   * with {@link DataLossError}, reverting nothing, when one of them drops a table that holds rows
+   * (see {@link DATA_TABLES}) and `options.confirmDataLoss` is not set.
+   */
+  async down(count = 1, options: DownOptions = {}): Promise<MigrationRun> {
     return this.#withSchemaLock(async (client) => {
       const before = await this.#status(client);
       if (before.applied.length === 0) return { ran: [] };
+      if (!options.confirmDataLoss) {
+        // The same migrations node-pg-migrate reverts: the last `count` in applied order.
+        const reverting = before.applied.slice(-count).map((m) => m.name);
+        const atRisk = await this.#dataAtRisk(client, reverting);
+        if (atRisk.length > 0) throw new DataLossError(atRisk);
+      }
       const ran = await this.#run('down', count);
       // Forget checksums of migrations no longer applied.
       await client.query(`DELETE FROM ${CHECKSUMS_TABLE} WHERE NOT (name = ANY ($1::text[]))`, [
@@ -128,12 +182,22 @@ export class Migrator {
       const text = msg.trim();
       if (text) logger[level]({ event: 'migrate.runner' }, text);
     };
+    // Our client, not one node-pg-migrate would make from a URL: it closes on a failed connect
+    // and a stopping CLI can cancel it (src/db/tracked-client.ts).
+    const client = createClient({
+      ...this.#options.connection,
+      applicationName: 'hierarchy-db/migrate',
+    });
     try {
+      await connectOrThrow(client, this.#options.connection.target);
+      const schema = this.#options.connection.schema;
       const result = await runner({
-        databaseUrl: clientConfig({
-          ...this.#options.connection,
-          applicationName: 'hierarchy-db/migrate',
-        }),
+        dbClient: client,
+        // Without a schema node-pg-migrate keeps its table in public whatever the search_path;
+        // with one, the table, the migrations' objects and our reads all live in it.
+        ...(schema !== undefined
+          ? { schema, migrationsSchema: schema, createSchema: direction === 'up' }
+          : {}),
         dir: this.#dir,
         migrationsTable: MIGRATIONS_TABLE,
         direction,
@@ -154,8 +218,11 @@ export class Migrator {
       }
       return result.map((m) => m.name);
     } catch (error) {
+      if (error instanceof ConnectionError) throw error;
       const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
       throw new MigrationFailedError(`migration ${direction} failed: ${message}`, { cause: error });
+    } finally {
+      await client.end().catch(() => {});
     }
   }
 
@@ -166,34 +233,30 @@ export class Migrator {
     const plan: { name: string; sql: string }[] = [];
     for (const name of status.pending) {
       const file = files.find((f) => f.name === name)!;
-      if (file.path.endsWith('.sql')) {
-        // node-pg-migrate's SQL format: the up section runs, from its marker to the down marker.
-        const text = await readFile(file.path, 'utf8');
-        const down = text.search(/^\s*--[\s-]*down\s+migration/im);
-        plan.push({ name, sql: (down >= 0 ? text.slice(0, down) : text).trim() });
-        continue;
-      }
-      // Loaded as node-pg-migrate's runner loads it (jiti compiles .ts migrations in memory).
-      const module = (await jiti.import(file.path)) as {
-        up?: (pgm: MigrationBuilder) => unknown;
-      };
-      // A builder whose database is never queried: our migrations only emit SQL.
-      const noDatabase = {
-        query: async () => {
-          throw new Error('dry run: no queries');
-        },
-        select: async () => [],
-      };
-      const pgm = new MigrationBuilder(
-        noDatabase as never,
-        {},
-        false,
-        this.#options.logger as never,
-      );
-      await module.up?.(pgm);
-      plan.push({ name, sql: pgm.getSqlSteps().join('\n') });
+      plan.push({ name, sql: await migrationSql(file, 'up', this.#options.logger) });
     }
     return { ran: [], plan };
+  }
+
+  /** Rows of {@link DATA_TABLES} that reverting `names` would drop, counted now. */
+  async #dataAtRisk(client: pg.Client, names: string[]): Promise<DataAtRisk[]> {
+    const files = await listMigrationFiles(this.#dir);
+    const atRisk: DataAtRisk[] = [];
+    for (const name of names) {
+      const file = files.find((f) => f.name === name);
+      // A missing file cannot be reverted at all; the runner reports it.
+      if (!file) continue;
+      const dropped = droppedTables(await migrationSql(file, 'down', this.#options.logger));
+      for (const table of dropped.filter((t) => DATA_TABLES.includes(t))) {
+        if (!(await tableExists(client, table))) continue;
+        const { rows } = await client.query<{ n: number }>(
+          `SELECT count(*) AS n FROM ${client.escapeIdentifier(table)}`,
+        );
+        const count = Number(rows[0]?.n ?? 0);
+        if (count > 0) atRisk.push({ migration: name, table, rows: count });
+      }
+    }
+    return atRisk;
   }
 
   async #status(client: pg.Client): Promise<MigrationStatus> {

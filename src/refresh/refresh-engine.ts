@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import { ConfigError } from '../config/config-error.ts';
+import { MAX_DURATION_MS } from '../config/duration.ts';
 import { isConnectionFailure, toConnectionError } from '../db/connection-error.ts';
 import { SQLSTATE, sqlState } from '../db/sqlstate.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -103,6 +105,18 @@ export class RefreshEngine {
   async refresh(options: RefreshOptions): Promise<RefreshResult[]> {
     const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
     const lockTimeoutMs = options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+    // PostgreSQL refuses larger values in set_config(): the call would fail before the function.
+    for (const [option, ms] of [
+      ['statement-timeout', statementTimeoutMs],
+      ['lock-timeout', lockTimeoutMs],
+    ] as const) {
+      if (!(ms <= MAX_DURATION_MS)) {
+        throw new ConfigError(`expected at most ${MAX_DURATION_MS}ms, got ${ms}ms`, {
+          option,
+          value: ms,
+        });
+      }
+    }
     let client: pg.PoolClient;
     try {
       client = await this.#pool.connect();

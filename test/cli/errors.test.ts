@@ -43,6 +43,45 @@ describe('CLI errors', () => {
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
   });
 
+  it.each([
+    ['postgres://u:s3@cret@[bad/x', ['s3@cret', 'cret']],
+    ['postgres://u:pa ss@[bad/db', ['pa ss']],
+  ])(
+    'exits 2 for the malformed URL %j without echoing any of its password',
+    async (url, secrets) => {
+      for (const args of [
+        ['status', '--database-url', url],
+        // A parse error (an unknown positional argument) echoes the argument.
+        ['status', url],
+      ]) {
+        const result = await runCli(args);
+        expect(result.code, result.stderr).toBe(2);
+        for (const secret of secrets) expect(result.stderr).not.toContain(secret);
+      }
+    },
+  );
+
+  it('exits 2, before connecting, for timeouts PostgreSQL cannot take', async () => {
+    for (const [flag, value] of [
+      ['--statement-timeout', '1000h'],
+      ['--lock-timeout', '2147483648'],
+    ] as const) {
+      const result = await runCli([
+        'refresh',
+        flag,
+        value,
+        '--database-url',
+        'postgres://u:pw@127.0.0.1:9/db',
+      ]);
+      expect(result.code, result.stderr).toBe(2);
+      const lines = result.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toBe(
+        `hierarchy-db: ${flag}: expected at most 2147483647ms (596h 31m), got '${value}' (${value === '1000h' ? 3_600_000_000 : 2_147_483_648}ms)`,
+      );
+    }
+  });
+
   it('exits 2 for an unknown flag and for an unknown command', async () => {
     expect((await runCli(['migrate', 'status', '--no-such-flag'])).code).toBe(2);
     expect((await runCli(['no-such-command'])).code).toBe(2);

@@ -78,4 +78,14 @@ describe('README command reference', () => {
       }),
     );
   });
+
+  it('runs the binary directly, never through npx or npm exec (they do not pass SIGTERM on)', async () => {
+    const text = await readFile(README, 'utf8');
+    expect(text).not.toMatch(/^\s*(?:npx|npm exec) hierarchy-db/m);
+    expect(text).toContain('node_modules/.bin/hierarchy-db');
+    const dockerfile = await readFile(new URL('../../deploy/Dockerfile', import.meta.url), 'utf8');
+    const entrypoints = [...dockerfile.matchAll(/^ENTRYPOINT (.*)$/gm)].map((m) => m[1]);
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8'));
+    expect(entrypoints).toEqual([`["node", "${pkg.bin['hierarchy-db']}"]`]);
+  });
 });

@@ -28,6 +28,14 @@ describe('daemon flags', () => {
       /--max-wait \(1000ms\) must be at least --debounce \(5000ms\)/,
     ],
     [[], /nothing to do: give --schedule CRON, --on-change, or both/],
+    [
+      ['--on-change', '--statement-timeout', '1000h'],
+      /^hierarchy-db: --statement-timeout: expected at most 2147483647ms/,
+    ],
+    [
+      ['--on-change', '--lock-timeout', '2147483648'],
+      /^hierarchy-db: --lock-timeout: expected at most 2147483647ms/,
+    ],
   ])(
     'daemon %j exits 2 in one line',
     async (args, message) => {
@@ -39,7 +47,7 @@ describe('daemon flags', () => {
       expect(result.stderr).not.toContain('s3cret-pw');
     },
     120_000,
-  ); // ten CLI starts at once on a loaded machine
+  ); // twelve CLI starts at once on a loaded machine
 
   it('documents the flags and what happens with neither --schedule nor --on-change', async () => {
     const result = await runCli(['daemon', '--help']);

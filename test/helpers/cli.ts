@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -35,6 +35,18 @@ export interface RunCliOptions {
   cwd?: string;
 }
 
+/** This process's environment without connection settings, plus `extra`. */
+function cleanEnv(
+  extra: Record<string, string | undefined> = {},
+): Record<string, string | undefined> {
+  const env: Record<string, string | undefined> = { ...process.env };
+  for (const key of Object.keys(env)) {
+    if (key === 'DATABASE_URL' || key.startsWith('PG') || key.startsWith('HIERARCHY_DB_'))
+      delete env[key];
+  }
+  return Object.assign(env, extra);
+}
+
 /** Runs `hierarchy-db ...args` and collects its output. */
 export function runCli(args: string[], options: RunCliOptions = {}): Promise<CliResult> {
   return runNode([CLI_PATH, ...args], options);
@@ -42,12 +54,7 @@ export function runCli(args: string[], options: RunCliOptions = {}): Promise<Cli
 
 /** Runs `node ...args` with a clean connection environment and collects its output. */
 export function runNode(args: string[], options: RunCliOptions = {}): Promise<CliResult> {
-  const env: Record<string, string | undefined> = { ...process.env };
-  for (const key of Object.keys(env)) {
-    if (key === 'DATABASE_URL' || key.startsWith('PG') || key.startsWith('HIERARCHY_DB_'))
-      delete env[key];
-  }
-  Object.assign(env, options.env);
+  const env = cleanEnv(options.env);
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, {
@@ -70,4 +77,96 @@ export function runNode(args: string[], options: RunCliOptions = {}): Promise<Cl
       resolve({ code, stdout, stderr, durationMs: Date.now() - started });
     });
   });
+}
+
+/** A CLI process started by {@link startCli}, still running or not. */
+export interface RunningCli {
+  /** The pid of node itself (inside the PID namespace's parent, when run as PID 1). */
+  pid: number;
+  /** Whether node runs as PID 1 of a PID namespace of its own (as in a container without init). */
+  asPid1: boolean;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves when the process has exited, with its code (null when a signal killed it). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Kills it (and its namespace) at once; for cleanup. */
+  kill(): void;
+}
+
+let unshareWorks: boolean | undefined;
+
+/**
+ * Whether `unshare --pid --fork` can run a process here as PID 1 of a new PID namespace (root,
+ * util-linux). Then a signal without a handler is ignored by that process, as in a container.
+ */
+export function canRunAsPid1(): boolean {
+  if (unshareWorks === undefined) {
+    const result = spawnSync('unshare', ['--pid', '--fork', '--kill-child', 'true'], {
+      stdio: 'ignore',
+      timeout: 10_000,
+    });
+    unshareWorks = result.status === 0;
+  }
+  return unshareWorks;
+}
+
+/**
+ * Starts `node <CLI_PATH> ...args` directly (never through npx, which does not forward
+ * signals), as PID 1 of a PID namespace of its own when {@link canRunAsPid1}, so a test can send
+ * it signals as a container runtime does.
+ */
+export async function startCli(
+  args: string[],
+  options: { env?: Record<string, string | undefined> } = {},
+): Promise<RunningCli> {
+  const env = cleanEnv(options.env);
+  const asPid1 = canRunAsPid1();
+  const child = asPid1
+    ? spawn('unshare', ['--pid', '--fork', '--kill-child', process.execPath, CLI_PATH, ...args], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+    : spawn(process.execPath, [CLI_PATH, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
+  let pid = child.pid!;
+  if (asPid1) {
+    // unshare forks node; its pid here is unshare's only child.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean);
+      if (children.length > 0) {
+        pid = Number(children[0]);
+        break;
+      }
+      if (Date.now() > deadline) throw new Error('unshare started no child within 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+  return {
+    pid,
+    asPid1,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exited,
+    kill: () => {
+      // SIGKILL reaches a namespace's PID 1 from outside; --kill-child ends the rest.
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+      child.kill('SIGKILL');
+    },
+  };
 }

@@ -36,7 +36,15 @@ describe('migrate (CLI)', () => {
     await db.client.query('REFRESH MATERIALIZED VIEW CONCURRENTLY mv_entity_ancestors');
     await db.client.query('REFRESH MATERIALIZED VIEW CONCURRENTLY mv_descendant_counts');
 
-    const down = await runCli(['migrate', 'down', '--all', '--database-url', db.url]);
+    // The migrations audit their own rebuilds: the audit holds rows, so this needs confirming.
+    const down = await runCli([
+      'migrate',
+      'down',
+      '--all',
+      '--confirm-data-loss',
+      '--database-url',
+      db.url,
+    ]);
     expect(down.code, down.stderr).toBe(0);
     expect(await presentObjects(db)).toEqual([]);
     const status = await runCli(['migrate', 'status', '--json', '--database-url', db.url]);
@@ -46,6 +54,102 @@ describe('migrate (CLI)', () => {
     expect(up2.code, up2.stderr).toBe(0);
     expect(await presentObjects(db)).toEqual([...DERIVED].sort());
   });
+
+  it('refuses (exit 2, nothing reverted) to drop tables holding rows without --confirm-data-loss', async () => {
+    const db = await createTestDatabase();
+    cleanups.push(() => db.drop());
+    await db.client.query(`INSERT INTO entities (name, path) VALUES ('a', 'a'), ('b', 'a.b')`);
+    await db.client.query('SELECT * FROM refresh_hierarchy_views(true)');
+    const auditRows = (await db.client.query('SELECT count(*)::int AS n FROM mv_refresh_audit'))
+      .rows[0].n;
+    expect(auditRows).toBeGreaterThan(0);
+    const applied = async () =>
+      JSON.parse((await runCli(['migrate', 'status', '--json', '--database-url', db.url])).stdout)
+        .applied.length;
+    const before = await applied();
+
+    const refused = await runCli(['migrate', 'down', '--all', '--database-url', db.url]);
+    expect(refused.code, refused.stderr).toBe(2);
+    const lines = refused.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('entities (2 rows');
+    expect(lines[0]).toContain(`mv_refresh_audit (${auditRows} rows`);
+    expect(lines[0]).toContain('--confirm-data-loss');
+    expect(await applied()).toBe(before);
+    expect(await presentObjects(db)).toEqual([...DERIVED].sort());
+
+    const confirmed = await runCli([
+      'migrate',
+      'down',
+      '--all',
+      '--confirm-data-loss',
+      '--database-url',
+      db.url,
+    ]);
+    expect(confirmed.code, confirmed.stderr).toBe(0);
+    expect(await applied()).toBe(0);
+    expect(await presentObjects(db)).toEqual([]);
+  });
+
+  it('migrate down --count N reverts the last N (no data dropped, so no confirmation)', async () => {
+    const db = await createTestDatabase();
+    cleanups.push(() => db.drop());
+    await db.client.query(`INSERT INTO entities (name, path) VALUES ('a', 'a')`);
+    const names = async (): Promise<string[]> =>
+      JSON.parse(
+        (await runCli(['migrate', 'status', '--json', '--database-url', db.url])).stdout,
+      ).applied.map((m: { name: string }) => m.name);
+    const before = await names();
+    expect(before.length).toBeGreaterThanOrEqual(4);
+    const down = await runCli(['migrate', 'down', '--count', '2', '--database-url', db.url]);
+    expect(down.code, down.stderr).toBe(0);
+    expect(await names()).toEqual(before.slice(0, -2));
+    expect((await db.client.query('SELECT count(*)::int AS n FROM entities')).rows[0].n).toBe(1);
+    const both = await runCli([
+      'migrate',
+      'down',
+      '--count',
+      '1',
+      '--all',
+      '--database-url',
+      db.url,
+    ]);
+    expect(both.code).toBe(2);
+    const bad = await runCli(['migrate', 'down', '--count', '0', '--database-url', db.url]);
+    expect(bad.code).toBe(2);
+    expect(await names()).toEqual(before.slice(0, -2));
+  });
+
+  it('takes destructive flags from the command line only, never from HIERARCHY_DB_* variables', async () => {
+    const db = await createTestDatabase();
+    cleanups.push(() => db.drop());
+    await db.client.query(`INSERT INTO entities (name, path) VALUES ('a', 'a')`);
+    const applied = async () =>
+      JSON.parse((await runCli(['migrate', 'status', '--json', '--database-url', db.url])).stdout)
+        .applied.length;
+    const before = await applied();
+    for (const [variable, args] of [
+      ['HIERARCHY_DB_ALL', ['migrate', 'down']],
+      ['HIERARCHY_DB_COUNT', ['migrate', 'down']],
+      ['HIERARCHY_DB_CONFIRM_DATA_LOSS', ['migrate', 'down', '--all']],
+      ['HIERARCHY_DB_REPLACE', ['seed', '--entities', '5']],
+    ] as const) {
+      const result = await runCli([...args, '--database-url', db.url], {
+        env: { [variable]: variable === 'HIERARCHY_DB_COUNT' ? '5' : 'true' },
+      });
+      expect(result.code, `${variable}: ${result.stderr}`).toBe(2);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+      expect(result.stderr).toContain(variable);
+    }
+    expect(await applied()).toBe(before);
+    const { rows } = await db.client.query('SELECT name FROM entities');
+    expect(rows).toEqual([{ name: 'a' }]);
+    // A withheld variable does not disturb commands without that flag.
+    const status = await runCli(['migrate', 'status', '--database-url', db.url], {
+      env: { HIERARCHY_DB_ALL: 'true' },
+    });
+    expect(status.code, status.stderr).toBe(0);
+  }, 120_000);
 
   it('is safe when three deploys run it at the same moment', async () => {
     const db = await emptyDatabase();

@@ -85,36 +85,38 @@ export const daemonCommand: CommandModule<GlobalArgs, DaemonArgs> = {
           'The daemon keeps running while the database is away (/readyz answers 503) and catches up when it is back.',
       ) as never,
   handler: async (args) => {
-    await runCommand(args, async (ctx) => {
-      const options = resolveDaemonOptions({
-        schedule: args.schedule,
-        onChange: args['on-change'],
-        pollInterval: args['poll-interval'],
-        debounce: args.debounce,
-        maxWait: args['max-wait'],
-        httpHost: args['http-host'],
-        httpPort: args['http-port'],
-        grace: args.grace,
-        statementTimeout: args['statement-timeout'],
-        lockTimeout: args['lock-timeout'],
-      });
-      const daemon = new Daemon(options, { connection: ctx.connection, logger: ctx.logger });
-      const removeHandlers = onShutdownSignals(
-        (signal) => void daemon.stop(signal),
-        (signal) => {
-          ctx.logger.warn({ event: 'daemon.forced', signal }, `second ${signal}: exiting now`);
-          process.exit(EXIT.FAILED);
-        },
-      );
-      try {
-        await daemon.start();
-        await daemon.done;
-      } finally {
-        removeHandlers();
-      }
-      return EXIT.OK;
-    });
-    // Everything is closed by now; should a stray handle remain, do not hang the pod on it.
-    setTimeout(() => process.exit(), 2_000).unref();
+    await runCommand(
+      args,
+      async (ctx) => {
+        const options = resolveDaemonOptions({
+          schedule: args.schedule,
+          onChange: args['on-change'],
+          pollInterval: args['poll-interval'],
+          debounce: args.debounce,
+          maxWait: args['max-wait'],
+          httpHost: args['http-host'],
+          httpPort: args['http-port'],
+          grace: args.grace,
+          statementTimeout: args['statement-timeout'],
+          lockTimeout: args['lock-timeout'],
+        });
+        const daemon = new Daemon(options, { connection: ctx.connection, logger: ctx.logger });
+        const removeHandlers = onShutdownSignals(
+          (signal) => void daemon.stop(signal),
+          (signal) => {
+            ctx.logger.warn({ event: 'daemon.forced', signal }, `second ${signal}: exiting now`);
+            process.exit(EXIT.FAILED);
+          },
+        );
+        try {
+          await daemon.start();
+          await daemon.done;
+        } finally {
+          removeHandlers();
+        }
+        return EXIT.OK;
+      },
+      { signals: 'own' },
+    );
   },
 };

@@ -1,5 +1,4 @@
 import { createServer } from 'node:net';
-import { constants } from 'node:os';
 import cliProgress from 'cli-progress';
 import type { CommandModule } from 'yargs';
 import { ConfigError } from '../../config/config-error.ts';
@@ -16,7 +15,7 @@ import {
   printError,
   runCommand,
 } from '../context.ts';
-import { EXIT } from '../exit-codes.ts';
+import { EXIT, exitCodeForSignal } from '../exit-codes.ts';
 
 interface DemoArgs extends GlobalArgs {
   keep: boolean;
@@ -54,7 +53,9 @@ export const demoCommand: CommandModule<GlobalArgs, DemoArgs> = {
           'Colors only when stdout is a terminal and NO_COLOR is unset.',
       ) as never,
   handler: (args) =>
-    runCommand({ ...args, 'log-level': demoLogLevel(args) }, (ctx) => demo(ctx, args)),
+    runCommand({ ...args, 'log-level': demoLogLevel(args) }, (ctx) => demo(ctx, args), {
+      signals: 'own',
+    }),
 };
 
 async function demo(ctx: CommandContext, args: DemoArgs): Promise<number> {
@@ -74,7 +75,7 @@ async function demo(ctx: CommandContext, args: DemoArgs): Promise<number> {
   // On a second signal: stop the server and exit now, without waiting for the running step.
   stop.onSecond = (signal) => {
     server?.destroySync();
-    process.exit(exitCodeOf(signal));
+    process.exit(exitCodeForSignal(signal));
   };
   try {
     output.title(
@@ -132,7 +133,7 @@ async function demo(ctx: CommandContext, args: DemoArgs): Promise<number> {
   } catch (error) {
     // Ctrl-C also reaches the server (same process group), so the step in progress may fail
     // with a connection error rather than the abort: either way it was the signal.
-    if (stop.received) return exitCodeOf(stop.received);
+    if (stop.received) return exitCodeForSignal(stop.received);
     throw error;
   } finally {
     if (server) {
@@ -190,11 +191,6 @@ class StopSignals {
   dispose(): void {
     for (const [signal, handler] of this.#handlers) process.off(signal, handler);
   }
-}
-
-/** 128 + signal number, as shells report a process killed by it. */
-function exitCodeOf(signal: StopSignal): number {
-  return 128 + constants.signals[signal];
 }
 
 /** Throws {@link CommandFailedError} when nothing can listen on 127.0.0.1:`port`. */

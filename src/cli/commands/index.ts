@@ -161,7 +161,12 @@ export function withExamples(
 }
 
 /** Global flags that take a value (`--flag VALUE`): the value is not the command. */
-const GLOBAL_FLAGS_WITH_VALUE = new Set(['--database-url', '--log-level', '--log-format']);
+const GLOBAL_FLAGS_WITH_VALUE = new Set([
+  '--database-url',
+  '--schema',
+  '--log-level',
+  '--log-format',
+]);
 
 /**
  * The command that `argv` (without node and the script) names: its first argument that is not a

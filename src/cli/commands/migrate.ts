@@ -2,7 +2,13 @@ import type { Argv, CommandModule } from 'yargs';
 import { ConfigError } from '../../config/config-error.ts';
 import { parseDuration } from '../../config/duration.ts';
 import { createMigrationFile } from '../../migrate/migration-files.ts';
-import { Migrator } from '../../migrate/migrator.ts';
+import {
+  DataLossError,
+  formatDataAtRisk,
+  type MigrationRun,
+  Migrator,
+} from '../../migrate/migrator.ts';
+import { COMMAND_LINE_ONLY_NOTE } from '../command-line-only.ts';
 import { type CommandContext, type GlobalArgs, runCommand } from '../context.ts';
 import { EXIT } from '../exit-codes.ts';
 import { jsonOption, migrationsDirOption } from '../options.ts';
@@ -48,32 +54,58 @@ const up: CommandModule<MigrateArgs, MigrateArgs & { 'dry-run': boolean }> = {
     }),
 };
 
-const down: CommandModule<MigrateArgs, MigrateArgs & { count?: number; all: boolean }> = {
+const down: CommandModule<
+  MigrateArgs,
+  MigrateArgs & { count?: number; all?: boolean; 'confirm-data-loss'?: boolean }
+> = {
   command: 'down',
-  describe: 'revert the last migration, the last N, or all',
+  describe:
+    'revert the last migration, the last N, or all; refuses (exit 2) to drop tables holding rows without --confirm-data-loss',
   builder: (y) =>
     y
-      .option('count', { type: 'number', describe: 'how many migrations to revert (default 1)' })
+      .option('count', {
+        type: 'number',
+        describe: `how many migrations to revert (default 1) ${COMMAND_LINE_ONLY_NOTE}`,
+      })
       .option('all', {
         type: 'boolean',
-        default: false,
-        describe: 'revert every applied migration',
+        describe: `revert every applied migration ${COMMAND_LINE_ONLY_NOTE}`,
       })
+      .option('confirm-data-loss', {
+        type: 'boolean',
+        describe: `revert even when that drops entities or mv_refresh_audit holding rows ${COMMAND_LINE_ONLY_NOTE}`,
+      })
+      // No defaults above: yargs counts a defaulted flag as given, and --count could never run.
       .conflicts('count', 'all'),
   handler: (args) =>
-    runCommand(args, async (ctx) => {
-      const count = args.all ? Number.POSITIVE_INFINITY : (args.count ?? 1);
-      if (!(count >= 1) || (!args.all && !Number.isInteger(count))) {
-        throw new ConfigError(`--count: expected a whole number >= 1, got ${args.count}`);
-      }
-      const result = await migrator(ctx, args).down(count);
-      printLine(
-        result.ran.length === 0
-          ? 'nothing to revert'
-          : `reverted ${result.ran.length} migration(s): ${result.ran.join(', ')}`,
-      );
-      return EXIT.OK;
-    }),
+    runCommand(
+      args,
+      async (ctx) => {
+        const count = args.all ? Number.POSITIVE_INFINITY : (args.count ?? 1);
+        if (!(count >= 1) || (!args.all && !Number.isInteger(count))) {
+          throw new ConfigError(`--count: expected a whole number >= 1, got ${args.count}`);
+        }
+        let result: MigrationRun;
+        try {
+          result = await migrator(ctx, args).down(count, {
+            confirmDataLoss: args['confirm-data-loss'] === true,
+          });
+        } catch (error) {
+          if (!(error instanceof DataLossError)) throw error;
+          throw new ConfigError(
+            `migrate down would drop ${formatDataAtRisk(error.tables)}; nothing was reverted: back the data up, then run it again with --confirm-data-loss`,
+            { cause: error },
+          );
+        }
+        printLine(
+          result.ran.length === 0
+            ? 'nothing to revert'
+            : `reverted ${result.ran.length} migration(s): ${result.ran.join(', ')}`,
+        );
+        return EXIT.OK;
+      },
+      { commandLineOnly: ['all', 'count', 'confirm-data-loss'] },
+    ),
 };
 
 const status: CommandModule<MigrateArgs, MigrateArgs & { json: boolean }> = {

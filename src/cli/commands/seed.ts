@@ -10,6 +10,7 @@ import {
   type SeedProgress,
   seedHierarchy,
 } from '../../seed/seed-hierarchy.ts';
+import { COMMAND_LINE_ONLY_NOTE } from '../command-line-only.ts';
 import { type GlobalArgs, runCommand } from '../context.ts';
 import { EXIT } from '../exit-codes.ts';
 import { printLine } from '../print.ts';
@@ -52,38 +53,42 @@ export const seedCommand: CommandModule<GlobalArgs, SeedArgs> = {
       .option('replace', {
         type: 'boolean',
         default: false,
-        describe: 'delete the existing entities first (otherwise a non-empty table is refused)',
+        describe: `delete the existing entities first (otherwise a non-empty table is refused) ${COMMAND_LINE_ONLY_NOTE}`,
       }) as never,
   handler: (args) =>
-    runCommand(args, async (ctx) => {
-      const progress = progressReporter(args.entities);
-      const client = createClient(ctx.connection);
-      await connectOrThrow(client, ctx.connection.target);
-      try {
-        const result = await seedHierarchy(client, {
-          entities: args.entities,
-          fanout: args.fanout,
-          roots: args.roots,
-          inactiveRatio: args['inactive-ratio'],
-          replace: args.replace,
-          onProgress: progress.update,
-          ...(args['random-seed'] !== undefined ? { randomSeed: args['random-seed'] } : {}),
-        });
-        progress.stop();
-        const inactivePercent = ((100 * result.inactive) / result.entities).toFixed(1);
-        printLine(
-          `seeded ${result.entities} entities in ${formatDuration(result.durationMs)}: ` +
-            `${result.roots} roots, depth ${result.depth}, ${result.inactive} inactive (${inactivePercent}%), ` +
-            `random seed ${result.randomSeed}` +
-            (result.replaced > 0 ? `; replaced ${result.replaced} existing` : ''),
-        );
-        printLine('the views are now stale: run `hierarchy-db refresh` to bring them up to date');
-        return EXIT.OK;
-      } finally {
-        progress.stop();
-        await client.end().catch(() => {});
-      }
-    }),
+    runCommand(
+      args,
+      async (ctx) => {
+        const progress = progressReporter(args.entities);
+        const client = createClient(ctx.connection);
+        await connectOrThrow(client, ctx.connection.target);
+        try {
+          const result = await seedHierarchy(client, {
+            entities: args.entities,
+            fanout: args.fanout,
+            roots: args.roots,
+            inactiveRatio: args['inactive-ratio'],
+            replace: args.replace,
+            onProgress: progress.update,
+            ...(args['random-seed'] !== undefined ? { randomSeed: args['random-seed'] } : {}),
+          });
+          progress.stop();
+          const inactivePercent = ((100 * result.inactive) / result.entities).toFixed(1);
+          printLine(
+            `seeded ${result.entities} entities in ${formatDuration(result.durationMs)}: ` +
+              `${result.roots} roots, depth ${result.depth}, ${result.inactive} inactive (${inactivePercent}%), ` +
+              `random seed ${result.randomSeed}` +
+              (result.replaced > 0 ? `; replaced ${result.replaced} existing` : ''),
+          );
+          printLine('the views are now stale: run `hierarchy-db refresh` to bring them up to date');
+          return EXIT.OK;
+        } finally {
+          progress.stop();
+          await client.end().catch(() => {});
+        }
+      },
+      { commandLineOnly: ['replace'] },
+    ),
 };
 
 /**

@@ -74,7 +74,9 @@ export const sloCommand: CommandModule<GlobalArgs, SloArgs> = {
           targetMeanMs: args['target-mean-ms'],
           targetP95Ms: args['target-p95-ms'],
           refreshThresholdMs: args['refresh-threshold-ms'],
-          refreshWindowMs: parseDuration(args['refresh-window'], 'refresh-window'),
+          refreshWindowMs: parseDuration(args['refresh-window'], 'refresh-window', {
+            maxMs: Number.MAX_SAFE_INTEGER,
+          }),
           measureRefresh: args['measure-refresh'],
         }),
       );

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { readRefreshInProgress } from '../../audit/refresh-activity.ts';
-import { readViewStatus } from '../../audit/view-status.ts';
+import { readViewStatus, type ViewStatus } from '../../audit/view-status.ts';
 import { formatDuration, parseDuration } from '../../config/duration.ts';
 import { type GlobalArgs, runCommand } from '../context.ts';
 import { withDatabase } from '../database.ts';
@@ -28,7 +28,9 @@ export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
       const budgetMs =
         args['max-staleness'] === undefined
           ? null
-          : parseDuration(args['max-staleness'], 'max-staleness');
+          : parseDuration(args['max-staleness'], 'max-staleness', {
+              maxMs: Number.MAX_SAFE_INTEGER,
+            });
       const { views, refreshing } = await withDatabase(ctx, async (handle) => ({
         views: await readViewStatus(handle.db),
         refreshing: await readRefreshInProgress(handle.db),
@@ -51,7 +53,7 @@ export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
             views.map((v) => [
               v.view,
               v.strategy,
-              v.populated ? 'yes' : 'NO',
+              v.relation_kind === null ? 'MISSING' : v.populated ? 'yes' : 'NO',
               v.staleness_ms === 0 ? 'fresh' : formatDuration(v.staleness_ms),
               v.pending_changes,
               v.last_refresh
@@ -69,14 +71,38 @@ export const statusCommand: CommandModule<GlobalArgs, StatusArgs> = {
               (refreshing.wait_event?.startsWith('Lock') ? `, waiting for a lock` : ''),
           );
         }
-        if (!ok) {
-          printLine(
-            budgetMs === null
-              ? 'NOT OK: a view is not populated; run `hierarchy-db refresh`'
-              : `NOT OK: a view is staler than ${formatDuration(budgetMs)} or unpopulated; run \`hierarchy-db refresh\``,
-          );
-        }
+        for (const line of advice(views, budgetMs)) printLine(line);
       }
       return ok ? EXIT.OK : EXIT.FAILED;
     }),
 };
+
+/**
+ * What to run for each problem: a missing relation only `repair` recreates (a refresh has
+ * nothing to refresh); an unpopulated or stale one a refresh fixes.
+ */
+export function advice(views: ViewStatus[], budgetMs: number | null): string[] {
+  const missing = views.filter((v) => v.relation_kind === null).map((v) => v.view);
+  const unpopulated = views
+    .filter((v) => v.relation_kind !== null && !v.populated)
+    .map((v) => v.view);
+  const stale = views
+    .filter((v) => v.relation_kind !== null && v.populated)
+    .filter((v) => budgetMs !== null && v.staleness_ms > budgetMs)
+    .map((v) => v.view);
+  const lines: string[] = [];
+  if (missing.length > 0) {
+    lines.push(
+      `NOT OK: ${missing.join(', ')} ${missing.length === 1 ? 'does' : 'do'} not exist; run \`hierarchy-db repair\` to recreate ${missing.length === 1 ? 'it' : 'them'} (a refresh cannot)`,
+    );
+  }
+  if (unpopulated.length > 0) {
+    lines.push(`NOT OK: ${unpopulated.join(', ')} not populated; run \`hierarchy-db refresh\``);
+  }
+  if (stale.length > 0 && budgetMs !== null) {
+    lines.push(
+      `NOT OK: ${stale.join(', ')} staler than ${formatDuration(budgetMs)}; run \`hierarchy-db refresh\``,
+    );
+  }
+  return lines;
+}
