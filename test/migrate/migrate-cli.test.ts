@@ -55,6 +55,37 @@ describe('migrate (CLI)', () => {
     expect(await presentObjects(db)).toEqual([...DERIVED].sort());
   });
 
+  it('reports up, down and the dry-run plan as one JSON document with --json', async () => {
+    const db = await emptyDatabase();
+    const applied = async () =>
+      (
+        await db.client.query<{ name: string }>(
+          'SELECT name FROM hierarchy_db_migrations ORDER BY run_on, id',
+        )
+      ).rows.map((r) => r.name);
+    const plan = await runCli(['migrate', 'up', '--dry-run', '--json', '--database-url', db.url]);
+    expect(plan.code, plan.stderr).toBe(0);
+    const planned = JSON.parse(plan.stdout).plan as { name: string; sql: string }[];
+    expect(planned.length).toBeGreaterThanOrEqual(7);
+    expect(planned[0]?.sql).toContain('CREATE TABLE');
+
+    const up = await runCli(['migrate', 'up', '--json', '--database-url', db.url]);
+    expect(up.code, up.stderr).toBe(0);
+    expect(JSON.parse(up.stdout)).toEqual({ applied: await applied() });
+    expect(JSON.parse(up.stdout).applied.map((n: string) => `${n}`)).toEqual(
+      planned.map((p) => p.name),
+    );
+
+    const down = await runCli(['migrate', 'down', '--json', '--database-url', db.url]);
+    expect(down.code, down.stderr).toBe(0);
+    const reverted = JSON.parse(down.stdout).reverted as string[];
+    expect(reverted).toEqual([planned[planned.length - 1]?.name]);
+    expect(await applied()).toEqual(planned.slice(0, -1).map((p) => p.name));
+
+    const again = await runCli(['migrate', 'up', '--json', '--database-url', db.url]);
+    expect(JSON.parse(again.stdout)).toEqual({ applied: reverted });
+  });
+
   it('refuses (exit 2, nothing reverted) to drop tables holding rows without --confirm-data-loss', async () => {
     const db = await createTestDatabase();
     cleanups.push(() => db.drop());

@@ -203,6 +203,34 @@ describe('hierarchy-db seed', () => {
     expect(replaced.stdout).toContain('replaced 500 existing');
     const { rows } = await db.client.query('SELECT count(*)::int AS n FROM entities');
     expect(rows[0].n).toBe(200);
+
+    // --json: one document on stdout, what the table now holds.
+    const json = await runCli([
+      '--database-url',
+      db.url,
+      'seed',
+      '--entities',
+      '300',
+      '--random-seed',
+      '7',
+      '--replace',
+      '--json',
+    ]);
+    expect(json.code, json.stderr).toBe(0);
+    const doc = JSON.parse(json.stdout);
+    const inactive = await db.client.query(
+      'SELECT count(*)::int AS n, count(*) FILTER (WHERE NOT is_active)::int AS inactive, max(nlevel(path))::int AS depth, count(*) FILTER (WHERE nlevel(path) = 1)::int AS roots FROM entities',
+    );
+    expect(doc).toMatchObject({
+      entities: 300,
+      replaced: 200,
+      random_seed: 7,
+      inactive: inactive.rows[0].inactive,
+      depth: inactive.rows[0].depth,
+      roots: inactive.rows[0].roots,
+    });
+    expect(inactive.rows[0].n).toBe(300);
+    expect(doc.duration_ms).toBeGreaterThan(0);
   });
 
   it('exits 2 for bad flags', async () => {

@@ -28,18 +28,29 @@ function migrator(ctx: CommandContext, args: MigrateArgs): Migrator {
   });
 }
 
-const up: CommandModule<MigrateArgs, MigrateArgs & { 'dry-run': boolean }> = {
+const up: CommandModule<MigrateArgs, MigrateArgs & { 'dry-run': boolean; json: boolean }> = {
   command: 'up',
   describe: 'apply pending migrations (safe when several deploy pods run it at once)',
   builder: (y) =>
-    y.option('dry-run', {
-      type: 'boolean',
-      default: false,
-      describe: 'print the SQL of pending migrations; write nothing to the database',
-    }),
+    y
+      .option('dry-run', {
+        type: 'boolean',
+        default: false,
+        describe: 'print the SQL of pending migrations; write nothing to the database',
+      })
+      .option(
+        'json',
+        jsonOption(
+          'one JSON document on stdout: { "applied": [names] } or, with --dry-run, { "plan": [{ "name", "sql" }] }',
+        ),
+      ),
   handler: (args) =>
     runCommand(args, async (ctx) => {
       const result = await migrator(ctx, args).up({ dryRun: args['dry-run'] });
+      if (args.json) {
+        printJson(result.plan ? { plan: result.plan } : { applied: result.ran });
+        return EXIT.OK;
+      }
       if (result.plan) {
         if (result.plan.length === 0) printLine('-- nothing pending');
         for (const step of result.plan) printLine(`-- ${step.name}\n${step.sql}\n`);
@@ -56,7 +67,7 @@ const up: CommandModule<MigrateArgs, MigrateArgs & { 'dry-run': boolean }> = {
 
 const down: CommandModule<
   MigrateArgs,
-  MigrateArgs & { count?: number; all?: boolean; 'confirm-data-loss'?: boolean }
+  MigrateArgs & { count?: number; all?: boolean; 'confirm-data-loss'?: boolean; json: boolean }
 > = {
   command: 'down',
   describe:
@@ -75,6 +86,7 @@ const down: CommandModule<
         type: 'boolean',
         describe: `revert even when that drops entities or mv_refresh_audit holding rows ${COMMAND_LINE_ONLY_NOTE}`,
       })
+      .option('json', jsonOption('one JSON document on stdout: { "reverted": [names] }'))
       // No defaults above: yargs counts a defaulted flag as given, and --count could never run.
       .conflicts('count', 'all'),
   handler: (args) =>
@@ -96,6 +108,10 @@ const down: CommandModule<
             `migrate down would drop ${formatDataAtRisk(error.tables)}; nothing was reverted: back the data up, then run it again with --confirm-data-loss`,
             { cause: error },
           );
+        }
+        if (args.json) {
+          printJson({ reverted: result.ran });
+          return EXIT.OK;
         }
         printLine(
           result.ran.length === 0

@@ -13,7 +13,8 @@ import {
 import { COMMAND_LINE_ONLY_NOTE } from '../command-line-only.ts';
 import { type GlobalArgs, runCommand } from '../context.ts';
 import { EXIT } from '../exit-codes.ts';
-import { printLine } from '../print.ts';
+import { jsonOption } from '../options.ts';
+import { printJson, printLine } from '../print.ts';
 
 interface SeedArgs extends GlobalArgs {
   entities: number;
@@ -22,6 +23,7 @@ interface SeedArgs extends GlobalArgs {
   'inactive-ratio': number;
   'random-seed'?: number;
   replace: boolean;
+  json: boolean;
 }
 
 /** `hierarchy-db seed`: a synthetic hierarchy, generated on the server. */
@@ -54,7 +56,13 @@ export const seedCommand: CommandModule<GlobalArgs, SeedArgs> = {
         type: 'boolean',
         default: false,
         describe: `delete the existing entities first (otherwise a non-empty table is refused) ${COMMAND_LINE_ONLY_NOTE}`,
-      }) as never,
+      })
+      .option(
+        'json',
+        jsonOption(
+          'one JSON document on stdout: { "entities", "roots", "depth", "inactive", "replaced", "random_seed", "duration_ms" }',
+        ),
+      ) as never,
   handler: (args) =>
     runCommand(
       args,
@@ -73,6 +81,18 @@ export const seedCommand: CommandModule<GlobalArgs, SeedArgs> = {
             ...(args['random-seed'] !== undefined ? { randomSeed: args['random-seed'] } : {}),
           });
           progress.stop();
+          if (args.json) {
+            printJson({
+              entities: result.entities,
+              roots: result.roots,
+              depth: result.depth,
+              inactive: result.inactive,
+              replaced: result.replaced,
+              random_seed: result.randomSeed,
+              duration_ms: result.durationMs,
+            });
+            return EXIT.OK;
+          }
           const inactivePercent = ((100 * result.inactive) / result.entities).toFixed(1);
           printLine(
             `seeded ${result.entities} entities in ${formatDuration(result.durationMs)}: ` +
