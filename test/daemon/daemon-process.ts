@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
 import { CLI_PATH } from '../helpers/cli.ts';
 import { waitUntil } from '../helpers/wait-until.ts';
 
@@ -196,4 +197,27 @@ export function parsePrometheusText(text: string): {
     samples.push({ name: match[1] as string, labels, value });
   }
   return { types, samples };
+}
+
+/** Backend pid of a daemon's refresh once it waits for a lock (another session holds the view's). */
+export async function refreshWaitingOnLock(
+  client: pg.Client,
+  daemon: DaemonProcess,
+  timeoutMs = 15_000,
+): Promise<number> {
+  let pid: number | undefined;
+  await waitUntil(
+    async () => {
+      const { rows } = await client.query(
+        `SELECT pid FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'hierarchy-db/daemon'
+            AND wait_event_type = 'Lock' AND query LIKE '%refresh_hierarchy_views%'`,
+      );
+      pid = rows[0]?.pid;
+      return pid !== undefined;
+    },
+    timeoutMs,
+    `the daemon's refresh waits on the view lock; stderr:\n${daemon.stderr()}`,
+  );
+  return pid as number;
 }

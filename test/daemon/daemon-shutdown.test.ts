@@ -2,8 +2,8 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 import {
-  type DaemonProcess,
   killDaemons,
+  refreshWaitingOnLock,
   startDaemon,
   waitForReady,
   waitUntil,
@@ -45,24 +45,6 @@ describe('daemon shutdown and retries', () => {
     Number(
       (await db.client.query('SELECT coalesce(max(id), 0) AS id FROM mv_refresh_audit')).rows[0].id,
     );
-  /** Backend pid of the daemon's refresh once it waits for the view lock. */
-  const refreshWaitingOnLock = async (daemon: DaemonProcess) => {
-    let pid: number | undefined;
-    await waitUntil(
-      async () => {
-        const { rows } = await db.client.query(
-          `SELECT pid FROM pg_stat_activity
-            WHERE datname = current_database() AND application_name = 'hierarchy-db/daemon'
-              AND wait_event_type = 'Lock' AND query LIKE '%refresh_hierarchy_views%'`,
-        );
-        pid = rows[0]?.pid;
-        return pid !== undefined;
-      },
-      10_000,
-      `the daemon's refresh waits on the view lock; stderr:\n${daemon.stderr()}`,
-    );
-    return pid as number;
-  };
   const advisoryLocks = async () =>
     Number(
       (
@@ -87,7 +69,7 @@ describe('daemon shutdown and retries', () => {
     await holdViewLock();
     const before = await lastAuditId();
     await db.client.query(`UPDATE entities SET name = 'long' WHERE path = 'a.b'`);
-    const backendPid = await refreshWaitingOnLock(daemon);
+    const backendPid = await refreshWaitingOnLock(db.client, daemon, 10_000);
     expect(await advisoryLocks()).toBe(1); // the refresh holds single-flight while it waits
 
     const signalledAt = Date.now();
@@ -138,7 +120,7 @@ describe('daemon shutdown and retries', () => {
     const lock = await holdViewLock();
     const before = await lastAuditId();
     await db.client.query(`UPDATE entities SET name = 'finishes' WHERE path = 'a.b'`);
-    await refreshWaitingOnLock(daemon);
+    await refreshWaitingOnLock(db.client, daemon, 10_000);
 
     daemon.child.kill('SIGTERM');
     await daemon.waitForLog((l) => l.event === 'daemon.draining');
@@ -164,7 +146,7 @@ describe('daemon shutdown and retries', () => {
     await waitForReady(daemon);
     await holdViewLock();
     await db.client.query(`UPDATE entities SET name = 'second' WHERE path = 'a.b'`);
-    const backendPid = await refreshWaitingOnLock(daemon);
+    const backendPid = await refreshWaitingOnLock(db.client, daemon, 10_000);
 
     daemon.child.kill('SIGTERM');
     await daemon.waitForLog((l) => l.event === 'daemon.draining');

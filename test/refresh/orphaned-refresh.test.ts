@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { killDaemons, startDaemon, waitForReady, waitUntil } from '../daemon/daemon-process.ts';
+import {
+  killDaemons,
+  refreshWaitingOnLock,
+  startDaemon,
+  waitForReady,
+  waitUntil,
+} from '../daemon/daemon-process.ts';
 import { runCli } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 
@@ -68,20 +74,7 @@ describe('a refresh whose client was killed', () => {
     await blocker.query('BEGIN');
     await blocker.query('REFRESH MATERIALIZED VIEW CONCURRENTLY mv_entity_ancestors');
     await db.client.query(`UPDATE entities SET name = 'orphan' WHERE path = 'a.b'`);
-    let pid: number | undefined;
-    await waitUntil(
-      async () => {
-        const { rows } = await db.client.query(
-          `SELECT pid FROM pg_stat_activity
-            WHERE datname = current_database() AND application_name = 'hierarchy-db/daemon'
-              AND wait_event_type = 'Lock' AND query LIKE '%refresh_hierarchy_views%'`,
-        );
-        pid = rows[0]?.pid;
-        return pid !== undefined;
-      },
-      15_000,
-      `the daemon's refresh waits on the view lock; stderr:\n${daemon.stderr()}`,
-    );
+    const pid = await refreshWaitingOnLock(db.client, daemon);
 
     const during = await status();
     expect(during.refresh_in_progress).toMatchObject({
