@@ -6,6 +6,7 @@ import { defineConfig } from 'vitest/config';
  * it is listed here (by name, not by folder: a folder can hold both kinds).
  */
 const UNIT_TESTS = [
+  'test/cli/config-file.test.ts',
   'test/cli/errors.test.ts',
   'test/cli/lazy-commands.test.ts',
   'test/cli/log-format.test.ts',

@@ -7,11 +7,19 @@ import { redactUrl, rememberPasswords } from '../config/database-url.ts';
 import { PACKAGE_ROOT } from '../package-paths.ts';
 import { withholdCommandLineOnlyFlags } from './command-line-only.ts';
 import { COMMANDS, invokedCommand, withExamples } from './commands/index.ts';
+import {
+  CONFIG_FLAG,
+  type ConfigFileValues,
+  configFilePath,
+  loadConfigFile,
+} from './config-file.ts';
 import { EXIT } from './exit-codes.ts';
 
 // The CLI entry: global flags, one file per command, and the exit codes of src/cli/exit-codes.ts.
 // Every flag also reads HIERARCHY_DB_<FLAG> from the environment (yargs .env()), except the
 // destructive ones (src/cli/command-line-only.ts), whose variables are withheld from yargs.
+// `--config FILE` gives flags below both (src/cli/config-file.ts): flag > environment > file >
+// default.
 // Only the command being run is imported (src/cli/commands/index.ts); the others are listed
 // for --help by name and description.
 withholdCommandLineOnlyFlags(process.env);
@@ -23,6 +31,21 @@ for (const value of [
 ])
   rememberPasswords(value);
 const argv = hideBin(process.argv);
+const invoked = invokedCommand(argv);
+const configPath = configFilePath(argv);
+let config: ConfigFileValues = { flags: {}, keys: {} };
+if (configPath !== undefined) {
+  try {
+    config = await loadConfigFile(
+      configPath,
+      invoked,
+      COMMANDS.map((entry) => entry.name),
+    );
+  } catch (error) {
+    process.stderr.write(`hierarchy-db: ${redactUrl((error as Error).message)}\n`);
+    process.exit(EXIT.USAGE);
+  }
+}
 const { version } = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as {
   version: string;
 };
@@ -30,9 +53,15 @@ const { version } = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 
 const cli = yargs(argv)
   .scriptName('hierarchy-db')
   .usage(
-    '$0 [--database-url URL] [--schema NAME] [--log-level LEVEL] [--log-format json|pretty] <command>',
+    '$0 [--config FILE] [--database-url URL] [--schema NAME] [--log-level LEVEL] [--log-format json|pretty] <command>',
   )
   .env('HIERARCHY_DB')
+  .config(config.flags)
+  .option(CONFIG_FLAG, {
+    type: 'string',
+    describe:
+      "JSON or YAML file of flags: global flags at the top, a command's flags under its name (daemon:, migrate:, ...); the command line and HIERARCHY_DB_* variables win over it",
+  })
   .option('database-url', {
     type: 'string',
     describe: 'postgres://user:password@host:port/db (else DATABASE_URL, else libpq PG* variables)',
@@ -66,13 +95,20 @@ const cli = yargs(argv)
     // Parse errors only: command handlers catch their own errors (see runCommand).
     if (error) throw error;
     process.stderr.write(
-      `hierarchy-db: ${redactUrl(message)}\nRun 'hierarchy-db --help' for usage.\n`,
+      `hierarchy-db: ${redactUrl(fromConfigFile(message))}\nRun 'hierarchy-db --help' for usage.\n`,
     );
     void y;
     process.exit(EXIT.USAGE);
   });
 
-const invoked = invokedCommand(argv);
+/** yargs' "Unknown argument(s): a, b" names the file's keys when they came from the file. */
+function fromConfigFile(message: string): string {
+  const unknown = /^Unknown arguments?: (.+)$/.exec(message)?.[1]?.split(', ');
+  const fileKeys = unknown?.map((name) => config.keys[name]).filter((key) => key !== undefined);
+  if (!fileKeys?.length) return message;
+  return `${message} (--config ${configPath}: ${fileKeys.join(', ')} ${fileKeys.length === 1 ? 'is not a flag' : 'are not flags'} of hierarchy-db ${invoked})`;
+}
+
 for (const entry of COMMANDS) {
   if (entry.name === invoked) {
     cli.command(withExamples(entry, await entry.load()));

@@ -162,6 +162,7 @@ export function withExamples(
 
 /** Global flags that take a value (`--flag VALUE`): the value is not the command. */
 const GLOBAL_FLAGS_WITH_VALUE = new Set([
+  '--config',
   '--database-url',
   '--schema',
   '--log-level',
