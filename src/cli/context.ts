@@ -4,6 +4,7 @@ import { onShutdownSignals, type ShutdownSignal } from '../daemon/shutdown-signa
 import { ConnectionError } from '../db/connection-error.ts';
 import { type ConnectionOptions, validateSchemaName } from '../db/pool.ts';
 import { abortOpenConnections } from '../db/tracked-client.ts';
+import { errorFields } from '../logging/error-fields.ts';
 import {
   createLogger,
   LOG_FORMATS,
@@ -31,6 +32,7 @@ export interface GlobalArgs {
 export interface CommandContext {
   logger: Logger;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   connection: ConnectionOptions;
 }
 
@@ -52,6 +54,7 @@ export function createContext(
   return {
     logger: createLogger(level, 'hierarchy-db', format),
     logLevel: level,
+    logFormat: format,
     connection: { target, applicationName, ...(schema !== undefined ? { schema } : {}) },
   };
 }
@@ -102,14 +105,22 @@ const INTERRUPT_BOUND_MS = 3_000;
  * all (their sessions end, releasing locks such as the migration lock), exit 128 + the signal's
  * number. A second signal exits at once. Returns whether a signal arrived, and a remover.
  */
-function interruptOnSignals(): { interrupted: () => boolean; remove: () => void } {
+function interruptOnSignals(context: () => CommandContext | undefined): {
+  interrupted: () => boolean;
+  remove: () => void;
+} {
   let received: ShutdownSignal | undefined;
   const remove = onShutdownSignals(
     (signal) => {
       received = signal;
       // Whatever ends the process now (this handler, or runCommand's linger bound) reports it.
       process.exitCode = exitCodeForSignal(signal);
-      process.stderr.write(`hierarchy-db: ${signal}: cancelling running statements and exiting\n`);
+      report(
+        context(),
+        'warn',
+        { event: 'command.interrupted', signal, exit_code: exitCodeForSignal(signal) },
+        `${signal}: cancelling running statements and exiting`,
+      );
       void abortOpenConnections(INTERRUPT_BOUND_MS).finally(() =>
         process.exit(exitCodeForSignal(signal)),
       );
@@ -129,10 +140,11 @@ export async function runCommand(
   options: RunCommandOptions = {},
 ): Promise<void> {
   let debug = args['log-level'] === 'debug' || args['log-level'] === 'trace';
-  const signals = options.signals === 'own' ? undefined : interruptOnSignals();
+  let ctx: CommandContext | undefined;
+  const signals = options.signals === 'own' ? undefined : interruptOnSignals(() => ctx);
   try {
     refuseWithheldFlags(options.commandLineOnly ?? []);
-    const ctx = createContext(args);
+    ctx = createContext(args);
     debug = ctx.logLevel === 'debug' || ctx.logLevel === 'trace';
     const code = await body(ctx);
     if (!signals?.interrupted()) process.exitCode = typeof code === 'number' ? code : EXIT.OK;
@@ -141,7 +153,7 @@ export async function runCommand(
     // request"): the signal's line already said what happened, and its exit code stands.
     if (!signals?.interrupted()) {
       process.exitCode = exitCodeFor(error);
-      printError(error, debug);
+      printError(error, debug, ctx);
     }
   } finally {
     signals?.remove();
@@ -151,16 +163,43 @@ export async function runCommand(
   }
 }
 
-/** Prints `hierarchy-db: <message>` on stderr; the stack only when debugging. */
-export function printError(error: unknown, debug: boolean): void {
+/**
+ * Reports the error that ended a command: one `command.failed` record (with `err`, see
+ * src/logging/error-fields.ts) when the logs are JSON, so that nothing but JSON reaches a log
+ * collector; otherwise, and before the logger exists (a bad --log-level), the line
+ * `hierarchy-db: <message>`. The stack only when debugging.
+ */
+export function printError(error: unknown, debug: boolean, ctx?: CommandContext): void {
   const message =
     error instanceof ConfigError && error.option !== undefined
       ? `--${error.option}: ${error.problem}`
       : error instanceof Error
         ? error.message
         : String(error);
-  process.stderr.write(`hierarchy-db: ${redactUrl(message.split('\n')[0] ?? message)}\n`);
-  if (debug && error instanceof Error && error.stack) {
-    process.stderr.write(`${redactUrl(error.stack)}\n`);
-  }
+  const stack = debug && error instanceof Error && error.stack ? redactUrl(error.stack) : undefined;
+  report(
+    ctx,
+    'error',
+    {
+      event: 'command.failed',
+      exit_code: exitCodeFor(error),
+      ...errorFields(error),
+      ...(stack !== undefined ? { stack } : {}),
+    },
+    redactUrl(message.split('\n')[0] ?? message),
+  );
+  if (stack !== undefined && ctx?.logFormat !== 'json') process.stderr.write(`${stack}\n`);
+}
+
+/** A record in JSON logs, else the line `hierarchy-db: <message>` on stderr. */
+function report(
+  ctx: CommandContext | undefined,
+  level: 'warn' | 'error',
+  fields: Record<string, unknown>,
+  message: string,
+): void {
+  // Never lost: below the logger's level (--log-level fatal or silent) it is the plain line.
+  if (ctx?.logFormat === 'json' && ctx.logger.isLevelEnabled(level))
+    ctx.logger[level](fields, message);
+  else process.stderr.write(`hierarchy-db: ${message}\n`);
 }

@@ -23,6 +23,13 @@ import { EXIT } from './exit-codes.ts';
 // Only the command being run is imported (src/cli/commands/index.ts); the others are listed
 // for --help by name and description.
 withholdCommandLineOnlyFlags(process.env);
+// A reader that stops early (`| head`) closes stdout. The rest of the output has nowhere to go,
+// but the command still finishes what it does (a migration is not abandoned halfway), and its
+// exit code stands; without this, the write error would end the process with a stack trace.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') return;
+  throw error;
+});
 // Before anything can print: a parse error may echo an argument that holds a URL.
 for (const value of [
   ...process.argv,

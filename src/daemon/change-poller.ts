@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
+import { errorFields } from '../logging/error-fields.ts';
 import type { Logger } from '../logging/logger.ts';
 import { Backoff, RECONNECT_BACKOFF } from './backoff.ts';
-import { errorFields } from './log-fields.ts';
 
 /** Default `--poll-interval`: 250 ms. */
 export const DEFAULT_POLL_INTERVAL_MS = 250;

@@ -1,4 +1,5 @@
 import cron, { type ScheduledTask } from 'node-cron';
+import { errorFields } from '../logging/error-fields.ts';
 import type { Logger } from '../logging/logger.ts';
 
 /** Options for {@link CronSchedule}. */
@@ -33,7 +34,8 @@ export class CronSchedule {
       logger: {
         info: (message) => logger.debug({ event: 'cron.log' }, message),
         warn: (message) => logger.debug({ event: 'cron.log' }, message),
-        error: (message) => logger.error({ event: 'cron.log' }, String(message)),
+        error: (message) =>
+          logger.error({ event: 'cron.log', ...errorFields(message) }, String(message)),
         debug: (message) => logger.debug({ event: 'cron.log' }, String(message)),
       },
     });
@@ -62,10 +64,14 @@ export class CronSchedule {
     // The tick's period ends at the next tick still to come.
     const following = this.#task.getNextRuns(1)[0];
     const periodMs = following ? Math.max(1_000, following.getTime() - slot.getTime()) : 60_000;
-    this.#options.logger.info(
-      { event: missed ? 'schedule.missed' : 'schedule.tick', slot: slot.toISOString() },
-      missed ? 'schedule tick missed (event loop blocked); coalesced' : 'schedule tick',
-    );
+    // A tick itself is routine (debug); what it refreshed is logged at info by the refresh.
+    const fields = {
+      event: missed ? 'schedule.missed' : 'schedule.tick',
+      slot: slot.toISOString(),
+    };
+    if (missed) {
+      this.#options.logger.warn(fields, 'schedule tick missed (event loop blocked); coalesced');
+    } else this.#options.logger.debug(fields, 'schedule tick');
     this.#options.onTick(slot, periodMs);
   }
 }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type DatabaseHandle, openDatabase } from '../db/database.ts';
 import type { ConnectionOptions } from '../db/pool.ts';
+import { errorFields } from '../logging/error-fields.ts';
 import type { Logger } from '../logging/logger.ts';
 import { RefreshEngine } from '../refresh/refresh-engine.ts';
 import { ChangeDebouncer } from './change-debouncer.ts';
@@ -10,7 +11,6 @@ import { DaemonMetrics } from './daemon-metrics.ts';
 import type { ResolvedDaemonOptions } from './daemon-options.ts';
 import { DatabaseMonitor } from './database-monitor.ts';
 import { type HttpServer, type Readiness, startHttpServer } from './http-server.ts';
-import { errorFields } from './log-fields.ts';
 import { RefreshLoop } from './refresh-loop.ts';
 
 /** `application_name` of the daemon's refresh sessions, as the audit records it. */

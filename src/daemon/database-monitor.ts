@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import { isConnectionFailure } from '../db/connection-error.ts';
+import { errorFields } from '../logging/error-fields.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { ViewName } from '../refresh/views.ts';
 import { Backoff, RECONNECT_BACKOFF } from './backoff.ts';
-import { errorFields } from './log-fields.ts';
 
 /** One view as `hierarchy_view_status()` reports it. */
 export interface ViewStatusSample {
@@ -181,8 +181,8 @@ export class DatabaseMonitor {
     this.#setUp();
     this.#options.onStatusUnavailable?.();
     const fields = errorFields(statusError);
-    if (fields.error !== this.#lastStatusWarning) {
-      this.#lastStatusWarning = fields.error;
+    if (fields.err.message !== this.#lastStatusWarning) {
+      this.#lastStatusWarning = fields.err.message;
       this.#options.logger.warn(
         { event: 'status.unavailable', ...fields },
         'hierarchy_view_status() failed: run `hierarchy-db migrate up` (and grant hierarchy_reader)',

@@ -1,9 +1,9 @@
 import { ConnectionError } from '../db/connection-error.ts';
+import { errorFields, refreshErrorFields } from '../logging/error-fields.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { RefreshEngine, RefreshResult } from '../refresh/refresh-engine.ts';
 import { HIERARCHY_VIEWS, type ViewName } from '../refresh/views.ts';
 import { Backoff, RECHECK_BACKOFF, RETRY_BACKOFF } from './backoff.ts';
-import { errorFields } from './log-fields.ts';
 import { claimTick } from './tick-claim.ts';
 
 /** Why the daemon wants a refresh. */
@@ -123,7 +123,9 @@ export class RefreshLoop {
           : {}),
       });
       if (claim && claim.kind !== 'claimed') {
-        logger.info(
+        // Routine with several replicas (they tick at the same instant), so debug: a tick
+        // another replica served, or one that found a refresh running (which serves its changes).
+        logger.debug(
           {
             event: 'refresh.skipped',
             trigger: request.trigger,
@@ -156,7 +158,7 @@ export class RefreshLoop {
       // A view stopped by a statement timeout or a cancel by someone else: try again later.
       this.#retry(request, {
         views: failed.map((r) => r.view),
-        error_code: failed[0]?.error_code ?? null,
+        ...refreshErrorFields(failed[0]!),
       });
     } catch (error) {
       if (error instanceof ConnectionError) {

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { type DestinationStream, type LevelWithSilent, type Logger, pino } from 'pino';
 import type PinoPretty from 'pino-pretty';
 import { redactUrl } from '../config/database-url.ts';
+import { errorFields } from './error-fields.ts';
 
 /** The log levels `--log-level` accepts. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -33,6 +34,11 @@ export function createLogger(
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: ['password', '*.password', 'connectionString'], censor: '***' },
+      // `err` has one shape (src/logging/error-fields.ts): pino's own serializer would rewrite
+      // ours (type `Object`, an empty stack), and an Error passed as `err` gets ours too.
+      serializers: {
+        err: (value: unknown) => (value instanceof Error ? errorFields(value).err : value),
+      },
       hooks: {
         logMethod(args, method) {
           method.apply(

@@ -3,6 +3,7 @@ import { ConfigError } from '../config/config-error.ts';
 import { MAX_DURATION_MS } from '../config/duration.ts';
 import { isConnectionFailure, toConnectionError } from '../db/connection-error.ts';
 import { SQLSTATE, sqlState } from '../db/sqlstate.ts';
+import { refreshErrorFields } from '../logging/error-fields.ts';
 import type { Logger } from '../logging/logger.ts';
 import type {
   RefreshMethod,
@@ -191,11 +192,22 @@ export class RefreshEngine {
   }
 
   #log(trigger: string, result: RefreshResult): void {
-    const fields = { event: 'refresh.result', trigger, ...result };
+    // The result's error goes in `err`, the shape of every error in the logs.
+    const { error_code: _code, error_message: _message, ...rest } = result;
+    const fields = { event: 'refresh.result', trigger, ...rest };
     if (result.status === 'failed')
-      this.#logger.error(fields, `refresh of ${result.view} failed: ${result.error_message}`);
+      this.#logger.error(
+        { ...fields, ...refreshErrorFields(result) },
+        `refresh of ${result.view} failed: ${result.error_message}`,
+      );
     else if (result.status === 'cancelled')
-      this.#logger.warn(fields, `refresh of ${result.view} cancelled`);
+      this.#logger.warn(
+        { ...fields, ...refreshErrorFields(result) },
+        `refresh of ${result.view} cancelled`,
+      );
+    // Nothing to do is the common case of every schedule tick: at info it would bury the rest.
+    else if (result.status === 'skipped' && result.reason === 'no_changes')
+      this.#logger.debug(fields, `${result.view} skipped: no changes`);
     else this.#logger.info(fields, `${result.view} ${result.status}`);
   }
 }

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { isConnectionFailure, toConnectionError } from '../db/connection-error.ts';
 import type { ConnectionOptions } from '../db/pool.ts';
-import { sqlState } from '../db/sqlstate.ts';
+import { errorFields } from '../logging/error-fields.ts';
 import type { Logger } from '../logging/logger.ts';
 import { acquireSchemaLock } from '../migrate/advisory-lock.ts';
 import { type CheckResult, ENTITIES_INDEXES, type Repair } from './checks.ts';
@@ -304,7 +304,7 @@ async function runStep(
       {
         event: 'repair.step_failed',
         ...fields,
-        sqlstate: sqlState(error),
+        ...errorFields(error),
         duration_ms: durationMs,
       },
       `repair failed: ${action.description}: ${message}`,

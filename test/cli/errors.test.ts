@@ -72,6 +72,9 @@ describe('CLI errors', () => {
         value,
         '--database-url',
         'postgres://u:pw@127.0.0.1:9/db',
+        // The line for a person; JSON logs carry it as a record (test/cli/log-format.test.ts).
+        '--log-format',
+        'pretty',
       ]);
       expect(result.code, result.stderr).toBe(2);
       const lines = result.stderr.trim().split('\n');

@@ -25,6 +25,33 @@ describe('--log-format', () => {
     ]);
   });
 
+  it('reports the error that ends a command as a JSON record with json, as one line for a person with pretty', async () => {
+    // Port 1 has no server: exit 3 once the logger exists, after the connection attempt.
+    const url = 'postgres://alice:s3cret-pw@127.0.0.1:1/db';
+    const json = await runCli(['status', '--database-url', url, '--log-format', 'json']);
+    expect(json.code).toBe(3);
+    const lines = json.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      level: 50,
+      event: 'command.failed',
+      exit_code: 3,
+      err: { type: 'ConnectionError', code: 'ECONNREFUSED' },
+      msg: 'cannot reach the database at 127.0.0.1:1: connection refused',
+    });
+    const pretty = await runCli(['status', '--database-url', url, '--log-format', 'pretty']);
+    expect(pretty.code).toBe(3);
+    expect(pretty.stderr.trim().split('\n')).toEqual([
+      'hierarchy-db: cannot reach the database at 127.0.0.1:1: connection refused',
+    ]);
+    // Below the logger's level it is still reported, as the plain line.
+    const fatal = await runCli(['status', '--database-url', url, '--log-level', 'fatal']);
+    expect(fatal.stderr.trim()).toBe(
+      'hierarchy-db: cannot reach the database at 127.0.0.1:1: connection refused',
+    );
+    for (const result of [json, pretty, fatal]) expect(result.stderr).not.toContain('s3cret-pw');
+  });
+
   /** One record logged through the package's createLogger in a fresh process; its stderr. */
   async function logOnce(format: string): Promise<string> {
     const result = await runNode(

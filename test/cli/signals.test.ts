@@ -90,9 +90,13 @@ describe('stop signals', () => {
       const { outcome, ms } = await stop(running, signal);
       expect(outcome, running.stderr()).toEqual({ code, signal: null });
       expect(ms).toBeLessThan(PROMPT_EXIT_MS);
-      expect(running.stderr().trim().split('\n').at(-1)).toBe(
-        `hierarchy-db: ${signal}: cancelling running statements and exiting`,
-      );
+      // Its logs are JSON (stderr is a pipe): the last line is the record of the signal.
+      expect(JSON.parse(running.stderr().trim().split('\n').at(-1)!)).toMatchObject({
+        event: 'command.interrupted',
+        signal,
+        exit_code: code,
+        msg: `${signal}: cancelling running statements and exiting`,
+      });
       await waitUntil(
         async () => (await backends(db, 'hierarchy-db/migrate')) === 0,
         5_000,

@@ -38,7 +38,10 @@ describe('daemon --on-change', () => {
     );
 
   it('reflects an update in mv_entity_ancestors within 3 s, audited with trigger change', async () => {
-    const daemon = startDaemon(db.url, ['--on-change', '--debounce', '300ms', '--schedule', NEVER]);
+    // At debug, so that a tick would be logged if one fired.
+    const daemon = startDaemon(db.url, [
+      ...['--on-change', '--debounce', '300ms', '--schedule', NEVER, '--log-level', 'debug'],
+    ]);
     await waitForReady(daemon);
     expect((await daemon.get('/healthz')).status).toBe(200);
     const before = await lastAuditId();

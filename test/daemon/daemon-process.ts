@@ -68,6 +68,8 @@ export function startDaemon(databaseUrl: string, args: string[]): DaemonProcess 
         line = { raw: text };
       }
       logs.push(line);
+      const problem = logLineProblem(line);
+      if (problem) malformed.push(`${problem}: ${text}`);
       for (const waiter of waiters) {
         if (waiter.predicate(line)) {
           waiters.delete(waiter);
@@ -142,6 +144,35 @@ export async function killDaemons(): Promise<void> {
     }
   }
   await Promise.all(all.map((d) => Promise.race([d.exited, sleep(5_000)])));
+  const problems = malformed.splice(0);
+  if (problems.length > 0) {
+    throw new Error(`daemon log lines break the log format:\n${problems.join('\n')}`);
+  }
+}
+
+/** Log lines of every daemon since the last {@link killDaemons} that break the format. */
+const malformed: string[] = [];
+
+/**
+ * What is wrong with a daemon log line, if anything: every line is JSON (stderr is not a
+ * terminal here), and an error is described only as `err: { type, message, code? }`
+ * (src/logging/error-fields.ts), never by loose fields.
+ */
+export function logLineProblem(line: LogLine): string | undefined {
+  if (line.raw !== undefined) return 'not JSON';
+  for (const loose of ['error', 'error_code', 'error_message', 'sqlstate']) {
+    if (loose in line) return `loose error field '${loose}' (use err)`;
+  }
+  if (!('err' in line)) return undefined;
+  const err = line.err as Record<string, unknown> | null;
+  const shaped =
+    typeof err === 'object' &&
+    err !== null &&
+    typeof err.type === 'string' &&
+    typeof err.message === 'string' &&
+    (err.code === undefined || typeof err.code === 'string') &&
+    Object.keys(err).every((key) => ['type', 'message', 'code'].includes(key));
+  return shaped ? undefined : 'err is not { type, message, code? }';
 }
 
 /** Waits until `/readyz` answers `status`. */

@@ -31,8 +31,10 @@ describe('daemon replicas', () => {
   });
 
   it('two daemons on a 1 s schedule: no overlapping refreshes, refreshes per view <= ticks', async () => {
-    const a = startDaemon(db.url, ['--schedule', '* * * * * *']);
-    const b = startDaemon(db.url, ['--schedule', '* * * * * *']);
+    // Ticks, and ticks another replica served, are logged at debug.
+    const args = ['--schedule', '* * * * * *', '--log-level', 'debug'];
+    const a = startDaemon(db.url, args);
+    const b = startDaemon(db.url, args);
     await Promise.all([waitForReady(a), waitForReady(b)]);
 
     const windowStart = new Date();
@@ -108,5 +110,34 @@ describe('daemon replicas', () => {
         WHERE a.path = 'r.n1'`,
     );
     expect(last).toEqual([{ ancestors_name: lastName, counts_name: lastName }]);
+  });
+
+  it('logs nothing at info for ticks with nothing to do, on either replica', async () => {
+    await db.client.query('SELECT * FROM refresh_hierarchy_views()');
+    const args = ['--schedule', '* * * * * *'];
+    const a = startDaemon(db.url, args);
+    const b = startDaemon(db.url, args);
+    await Promise.all([waitForReady(a), waitForReady(b)]);
+    const startedLines = a.logs.length + b.logs.length;
+    // The skips are counted, not logged: wait for 3 ticks' worth on the metrics.
+    const skips = async () => {
+      let total = 0;
+      for (const daemon of [a, b]) {
+        const { body } = await daemon.get('/metrics');
+        for (const match of body.matchAll(
+          /^hierarchy_refresh_total\{[^}]*status="skipped"[^}]*\} (\d+)/gm,
+        ))
+          total += Number(match[1]);
+      }
+      return total;
+    };
+    await waitUntil(async () => (await skips()) >= 6, 15_000, '3 ticks of skips (2 views each)');
+    const lines = [...a.logs, ...b.logs];
+    const routine = lines.filter((l) =>
+      ['schedule.tick', 'refresh.result', 'refresh.skipped'].includes(String(l.event)),
+    );
+    expect(routine, JSON.stringify(routine.slice(0, 3))).toEqual([]);
+    // Only the start-up lines (and nothing per tick) were written.
+    expect(lines.length - startedLines).toBeLessThanOrEqual(2);
   });
 });

@@ -259,7 +259,7 @@ describe('hierarchy-db demo failures', () => {
   it('says in one line that embedded PostgreSQL cannot start, and exits 1', async () => {
     const address = busy.address();
     const port = typeof address === 'object' && address ? address.port : 0;
-    const result = await runCli(['demo', '--port', String(port)]);
+    const result = await runCli(['demo', '--port', String(port), '--log-format', 'pretty']);
     expect(result.code).toBe(1);
     expect(result.stderr.trim().split('\n')).toEqual([
       expect.stringMatching(

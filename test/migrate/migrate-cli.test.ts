@@ -271,12 +271,14 @@ describe('migrate (CLI)', () => {
     ]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('0001_entities.ts');
-    expect(
-      refused.stderr
-        .trim()
-        .split('\n')
-        .filter((l) => l.startsWith('hierarchy-db:')),
-    ).toHaveLength(1);
+    // One error record (stderr is a pipe, so the logs are JSON), naming the file.
+    const failures = refused.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event?: string; msg: string })
+      .filter((l) => l.event === 'command.failed');
+    expect(failures).toHaveLength(1);
+    expect(failures[0]!.msg).toContain('0001_entities.ts');
   });
 
   it('migrate create writes a numbered file from the template', async () => {

@@ -61,7 +61,9 @@ describe('migrate create', () => {
   it('refuses to write inside node_modules, with exit 2 and one line', async () => {
     const installed = join(dir, 'node_modules', 'hierarchy-db', 'migrations');
     await mkdir(installed, { recursive: true });
-    const result = await runCli(['migrate', 'create', 'add_kind', '--migrations-dir', installed]);
+    const result = await runCli([
+      ...['migrate', 'create', 'add_kind', '--migrations-dir', installed, '--log-format', 'pretty'],
+    ]);
     expect(result.code).toBe(2);
     expect(result.stderr.trim().split('\n')).toEqual([
       expect.stringMatching(/^hierarchy-db: migrate create: .*node_modules.*--migrations-dir/),
