@@ -86,6 +86,7 @@ describe('README command reference', () => {
     const dockerfile = await readFile(new URL('../../deploy/Dockerfile', import.meta.url), 'utf8');
     const entrypoints = [...dockerfile.matchAll(/^ENTRYPOINT (.*)$/gm)].map((m) => m[1]);
     const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8'));
-    expect(entrypoints).toEqual([`["node", "${pkg.bin['hierarchy-db']}"]`]);
+    // node runs the bin itself, under tini as PID 1 (deploy/Dockerfile).
+    expect(entrypoints).toEqual([`["/usr/bin/tini", "--", "node", "${pkg.bin['hierarchy-db']}"]`]);
   });
 });
