@@ -13,13 +13,14 @@ import {
   configFilePath,
   loadConfigFile,
 } from './config-file.ts';
+import { dropForeignEnvironmentFlags } from './environment-flags.ts';
 import { EXIT } from './exit-codes.ts';
 
 // The CLI entry: global flags, one file per command, and the exit codes of src/cli/exit-codes.ts.
 // Every flag also reads HIERARCHY_DB_<FLAG> from the environment (yargs .env()), except the
 // destructive ones (src/cli/command-line-only.ts), whose variables are withheld from yargs.
 // `--config FILE` gives flags below both (src/cli/config-file.ts): flag > environment > file >
-// default.
+// default. A variable for a flag the command does not have is ignored (src/cli/environment-flags.ts).
 // Only the command being run is imported (src/cli/commands/index.ts); the others are listed
 // for --help by name and description.
 withholdCommandLineOnlyFlags(process.env);
@@ -57,12 +58,21 @@ const { version } = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 
   version: string;
 };
 
-const cli = yargs(argv)
+const parser = yargs(argv);
+/** The flags of the command being run, once yargs has built it (untyped in @types/yargs). */
+const knownFlags = () =>
+  (parser as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions().key;
+const cli = parser
   .scriptName('hierarchy-db')
   .usage(
     '$0 [--config FILE] [--database-url URL] [--schema NAME] [--log-level LEVEL] [--log-format json|pretty] <command>',
   )
   .env('HIERARCHY_DB')
+  // Before validation; cli's options are then those of the command being run.
+  .middleware(
+    (parsed) => dropForeignEnvironmentFlags(parsed, knownFlags(), argv, config.keys),
+    true,
+  )
   .config(config.flags)
   .option(CONFIG_FLAG, {
     type: 'string',

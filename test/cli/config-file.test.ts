@@ -243,3 +243,31 @@ describe('the README example file', () => {
     }
   });
 });
+
+describe('HIERARCHY_DB_ variables', () => {
+  it('are ignored by a command that does not have the flag, and still read by one that does', async () => {
+    const target = join(dir, 'migrations-env-shared');
+    mkdirSync(target);
+    // One container's environment, set up for the daemon.
+    const env = {
+      HIERARCHY_DB_SCHEDULE: 'not a cron expression',
+      HIERARCHY_DB_GRACE: '5s',
+      HIERARCHY_DB_SOME_OTHER_TOOL: '1',
+      HIERARCHY_DB_MIGRATIONS_DIR: target,
+    };
+    const create = await runCli(['migrate', 'create', 'seven'], { env });
+    expect(create.code, create.stderr).toBe(0);
+    expect(readdirSync(target)).toEqual(['0001_seven.ts']);
+    // The daemon has --schedule: it reads the variable, and refuses its value.
+    const daemon = await runCli(
+      ['daemon', '--database-url', 'postgres://u@127.0.0.1:9/d', '--log-format', 'pretty'],
+      { env },
+    );
+    expect(daemon.code).toBe(2);
+    expect(daemon.stderr).toContain("--schedule: invalid cron expression 'not a cron expression'");
+    // On the command line, a flag the command does not have is still an error.
+    const strict = await runCli(['migrate', 'create', 'eight', '--schedule', 'x'], { env });
+    expect(strict.code).toBe(2);
+    expect(strict.stderr).toContain('Unknown argument: schedule');
+  });
+});
