@@ -372,7 +372,7 @@ export function renderMarkdown(report: BenchReport): string {
       return `${cell(r.edit_to_visible)} vs ${cell(r.strategies.edit_to_visible)}`;
     }),
     row(
-      `writers/s, ${sizes[0]?.strategies.writer_capture.clients ?? 16} clients, synchronous_commit on: off / materialized / incremental capture`,
+      `writers/s, ${sizes[0]?.strategies.writer_capture.clients ?? 16} clients, synchronous_commit on, fsync ${report.server.settings.fsync ?? '?'}: off / materialized / incremental capture`,
       (r) => {
         const w = r.strategies.writer_capture;
         return `${w.off_per_s} / ${w.materialized_per_s} / ${w.incremental_per_s}`;

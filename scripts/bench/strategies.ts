@@ -446,8 +446,9 @@ async function throughput(
     Array.from({ length: options.clients }, () => connect(connection)),
   );
   try {
-    // The embedded server runs with synchronous_commit off; the writers measure commits that
-    // wait for their WAL flush, as production's would.
+    // The server runs with synchronous_commit off; the writers measure commits that wait for
+    // their WAL flush, as production's would (a real flush when fsync is on: see scripts/bench.ts
+    // and the `fsync` setting recorded in the report).
     await Promise.all(connections.map((c) => c.query('SET synchronous_commit = on')));
     const deadline = performance.now() + options.seconds * 1000;
     const counts = await Promise.all(
