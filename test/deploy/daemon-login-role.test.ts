@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +11,7 @@ import {
   startDaemon,
   waitForReady,
 } from '../daemon/daemon-process.ts';
-import { runCli } from '../helpers/cli.ts';
+import { type CliResult, runCli, runProcess } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database.ts';
 import { waitUntil } from '../helpers/wait-until.ts';
 import { METRIC_LABELS, onPath } from './promql.ts';
@@ -29,42 +29,16 @@ const psqlMajor = psqlPath
   : 0;
 const psqlReason = psqlPath ? '' : ' (skipped: psql is not on PATH)';
 
-interface PsqlResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** `psql URL --no-psqlrc -f deploy/sql/daemon-login-role.sql ...`, no PG* from this process. */
 function runRoleSql(
   url: string,
   variables: Record<string, string>,
   env: Record<string, string> = {},
-): Promise<PsqlResult> {
-  const clean: Record<string, string | undefined> = { ...process.env };
-  for (const key of Object.keys(clean)) {
-    if (key.startsWith('PG') || key.startsWith('HIERARCHY_DB_')) delete clean[key];
-  }
+): Promise<CliResult> {
   const args = [url, '--no-psqlrc', '--file', ROLE_SQL];
   for (const [name, value] of Object.entries(variables))
     args.push('--variable', `${name}=${value}`);
-  return new Promise((resolve, reject) => {
-    const child = spawn(psqlPath!, args, {
-      cwd: REPO_ROOT,
-      env: { ...clean, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runProcess(psqlPath!, args, { cwd: REPO_ROOT, env });
 }
 
 /** The daemon's arguments in the Deployment, listening on loopback only for the test. */

@@ -54,10 +54,19 @@ export function runCli(args: string[], options: RunCliOptions = {}): Promise<Cli
 
 /** Runs `node ...args` with a clean connection environment and collects its output. */
 export function runNode(args: string[], options: RunCliOptions = {}): Promise<CliResult> {
+  return runProcess(process.execPath, args, options);
+}
+
+/** Runs `command ...args` with a clean connection environment and collects its output. */
+export function runProcess(
+  command: string,
+  args: string[],
+  options: RunCliOptions = {},
+): Promise<CliResult> {
   const env = cleanEnv(options.env);
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
+    const child = spawn(command, args, {
       env,
       ...(options.cwd ? { cwd: options.cwd } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],
